@@ -1,0 +1,1 @@
+"""The database: models, connection, schema, and one function per job-system operation."""
