@@ -120,8 +120,7 @@ def connect(url: str, *, check: bool = True) -> Database:
             path, pragmas=pragmas, lock_type="IMMEDIATE",
             timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
     else:
-        peewee_db = pw.PostgresqlDatabase(connect_timeout=PG_CONNECT_TIMEOUT_S,
-                                          autorollback=True, **kwargs)
+        peewee_db = pw.PostgresqlDatabase(connect_timeout=PG_CONNECT_TIMEOUT_S, **kwargs)
     db = Database(pw=peewee_db, dialect=dialect, url=redact(url))
     database_proxy.initialize(peewee_db)
     if check:

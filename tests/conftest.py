@@ -52,8 +52,10 @@ def pg_template() -> Iterator[str | None]:
         yield None
         return
     name = f"pw_tmpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with _admin(url) as conn, conn.cursor() as cur:
+    conn = _admin(url)
+    with conn.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
     template_url = _with_dbname(url, name)
     tdb = connect(template_url)
     init_schema(tdb)
