@@ -312,6 +312,14 @@ INDEXES: list[tuple[type[BaseModel], str, tuple[str, ...]]] = [
 for _model, _name, _fields in INDEXES:
     _model.add_index(pw.ModelIndex(_model, [getattr(_model, f) for f in _fields], name=_name))
 
+# Not in SPEC §1.3 (pieceworks addition): the claim's candidates, so that finding the lowest
+# claimable id of a type is an index scan instead of a sort of every ready job. The claim
+# query repeats this WHERE term verbatim, which is what lets SQLite use a partial index.
+CLAIMABLE_WHERE = ("worker_id IS NULL AND attachment_id IS NOT NULL "
+                   "AND state IN ('ready', 'processing')")
+Job.add_index(pw.ModelIndex(Job, [Job.type, Job.id], name="idx_jobs_claimable",
+                            where=pw.SQL(CLAIMABLE_WHERE)))
+
 # Creation order: parents before children.
 ALL_MODELS: list[type[BaseModel]] = [
     Global, SchemaMigration, Worker, Lease, Preparation, Storage, SourceAttachment,

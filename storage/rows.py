@@ -75,6 +75,11 @@ class JobRow:
     claimed_at: dt.datetime | None = None
     attachment: AttachmentRow | None = None   # loaded by claim_job
     ranges: tuple[RangeRow, ...] = ()          # pack jobs only, in range-id order
+    # Added by the storage layer (defaults keep older constructors working).
+    error_stack_trace: str = ""
+    not_before: dt.datetime | None = None
+    progress_bytes: int = 0
+    total_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
