@@ -1,0 +1,166 @@
+"""`ez-prep`: one directory in, CAR pieces and a root CID out, in this process.
+
+It creates a preparation, runs the worker pool with exit-on-complete until scan and pack are
+done, starts daggen, runs the pool again, then prints the pieces and the dataset's root CID.
+A progress thread reads the jobs' progress columns and redraws one status line on a TTY, or
+prints a plain line every few seconds otherwise (both on stderr; results go to stdout).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TextIO
+
+import click
+
+from cli.app import AppState, fail
+from cli.commands import emit_pieces, piece_document, resolve_storage
+from cli.output import cid_str, emit_json, human_size
+from cli.params import SIZE
+from storage import catalog
+from storage.models import JobState, JobType
+
+PLAIN_EVERY_S = 5.0
+TTY_EVERY_S = 0.5
+
+
+@dataclass
+class Progress:
+    """Turns successive status snapshots into one line: files, bytes, MB/s, pieces, ETA."""
+
+    phase: str = "scan"
+    started: float = field(default_factory=time.monotonic)
+    samples: list[tuple[float, int]] = field(default_factory=list)
+
+    def line(self, st: catalog.PreparationStatus, now: float | None = None) -> str:
+        now = time.monotonic() if now is None else now
+        done = min(st.packed_bytes, st.bytes) if st.bytes else st.packed_bytes
+        self.samples = [(t, b) for t, b in self.samples if now - t <= 10.0] + [(now, done)]
+        t0, b0 = self.samples[0]
+        rate = (done - b0) / (now - t0) if now - t0 > 0.2 else 0.0
+        pack = st.jobs.get(JobType.PACK, {})
+        scanning = any(st.jobs.get(JobType.SCAN, {}).get(s) for s in
+                       (JobState.READY, JobState.PROCESSING))
+        parts = [f"[{self.phase}]", f"{st.files} files",
+                 f"{human_size(done)} / {human_size(st.bytes)}" + (" (scanning)" if scanning else ""),
+                 f"{rate / 1e6:.1f} MB/s", f"{st.pieces} pieces",
+                 f"pack jobs {pack.get(JobState.COMPLETE, 0)}/{sum(pack.values())}"]
+        if not scanning and rate > 0 and st.bytes > done:
+            parts.append(f"ETA {_clock(int((st.bytes - done) / rate))}")
+        parts.append(f"elapsed {_clock(int(now - self.started))}")
+        return "  ".join(parts)
+
+
+def _clock(seconds: int) -> str:
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+class ProgressPrinter(threading.Thread):
+    """Polls the preparation's status and prints progress lines until stopped."""
+
+    def __init__(self, state: AppState, prep_name: str, stream: TextIO) -> None:
+        super().__init__(name="ez-prep-progress", daemon=True)
+        self.state, self.prep_name, self.stream = state, prep_name, stream
+        self.tty = stream.isatty()
+        self.progress = Progress()
+        self.stop_event = threading.Event()
+        self.last_line = ""
+
+    def run(self) -> None:
+        every = TTY_EVERY_S if self.tty else PLAIN_EVERY_S
+        while not self.stop_event.wait(every):
+            self.draw()
+
+    def draw(self) -> None:
+        try:
+            st = catalog.preparation_status(self.state.db(), self.prep_name)
+        except Exception:  # a busy database only delays the display
+            return
+        self.last_line = self.progress.line(st)
+        if self.tty:
+            self.stream.write("\r\x1b[K" + self.last_line)
+        else:
+            self.stream.write(self.last_line + "\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        self.stop_event.set()
+        self.join(timeout=5)
+        self.draw()
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _run_until_done(state: AppState, concurrency: int, printer: ProgressPrinter,
+                    phase: str) -> None:
+    from actors.pool import run_pool
+
+    printer.progress.phase = phase
+    config = state.config(worker__concurrency=concurrency, worker__exit_on_complete=True,
+                          worker__min_interval=0.2, worker__max_interval=1.0)
+    code = run_pool(config)
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+def _failed_jobs(state: AppState, prep_name: str) -> list[catalog.JobListRow]:
+    return catalog.list_jobs(state.db(), preparation=prep_name, state=JobState.ERROR)
+
+
+@click.command("ez-prep")
+@click.argument("source", type=click.Path(file_okay=False))
+@click.option("--output", required=True, type=click.Path(file_okay=False), metavar="DIR",
+              help="Directory for the CAR files (created if missing).")
+@click.option("--max-size", type=SIZE, default="31.5GiB", show_default=True,
+              help="Largest CAR of one pack job.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None,
+              help="Workers (default: the number of CPUs).")
+@click.option("--name", help="Preparation name (default: the source directory name + suffix).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def ez_prep(state: AppState, source: str, output: str, max_size: int, concurrency: int | None,
+            name: str | None, as_json: bool) -> None:
+    """Prepare directory SOURCE into CAR pieces in DIR, all in this process."""
+    if not os.path.isdir(source):
+        fail(f"source {source!r} is not a directory")
+    source = os.path.abspath(source)
+    name = name or f"{os.path.basename(source.rstrip(os.sep)) or 'root'}-{uuid.uuid4().hex[:6]}"
+    concurrency = concurrency or min(os.cpu_count() or 1, 8)
+    db = state.db()
+    prep = catalog.create_preparation(db, name, [resolve_storage(state, source, output=False)],
+                                      [resolve_storage(state, output, output=True)],
+                                      max_size=max_size)
+    click.echo(f"preparation {prep.name} ({prep.id}) in {db.url}", err=True)
+    catalog.start_scan(db, prep.name)
+    printer = ProgressPrinter(state, prep.name, sys.stderr)
+    printer.start()
+    try:
+        _run_until_done(state, concurrency, printer, "scan+pack")
+        failed = _failed_jobs(state, prep.name)
+        if failed:
+            fail(f"{len(failed)} job(s) failed, first: job {failed[0].id} ({failed[0].type}): "
+                 f"{failed[0].error_message}")
+        catalog.start_daggen(db, prep.name)
+        _run_until_done(state, concurrency, printer, "daggen")
+        failed = _failed_jobs(state, prep.name)
+        if failed:
+            fail(f"{len(failed)} job(s) failed, first: job {failed[0].id} ({failed[0].type}): "
+                 f"{failed[0].error_message}")
+    finally:
+        printer.finish()
+    st = catalog.preparation_status(db, prep.name)
+    pieces = catalog.list_pieces(db, prep.name)
+    root = cid_str(next(iter(st.root_cids.values()), None))
+    if as_json:
+        emit_json({"preparation": prep.name, "id": prep.id, "root_cid": root,
+                   "files": st.files, "bytes": st.bytes,
+                   "pieces": [piece_document(p) for p in pieces]})
+        return
+    emit_pieces(pieces)
+    click.echo(f"root CID: {root}")
