@@ -1,0 +1,62 @@
+"""Access to the shared reference vectors in ``../shared/vectors`` (beside the repository).
+
+`vectors()` loads ``vectors.json``. Inputs are not stored: `stream(seed, size)` regenerates
+them bit-exactly with the algorithm documented in ``gen.py``::
+
+    block k = SHAKE256(utf8(seed + "/" + str(k))), 1048576 output bytes
+    stream  = block0 || block1 || ...  truncated to size
+
+Expected values always come from ``vectors.json`` (independent implementations), never from
+pieceworks code.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+VECTORS_DIR = Path(__file__).resolve().parents[2] / "shared" / "vectors"
+GEN_CHUNK = 1 << 20
+
+
+@lru_cache(maxsize=1)
+def vectors() -> dict[str, Any]:
+    """The parsed ``vectors.json``; skips nothing: a missing file is a test error."""
+    path = Path(os.environ.get("VECTORS", VECTORS_DIR / "vectors.json"))
+    if not path.exists():
+        pytest.fail(f"reference vectors not found at {path}")
+    with open(path, encoding="utf-8") as fobj:
+        return json.load(fobj)
+
+
+def stream(seed: str, size: int) -> Iterator[bytes]:
+    """The input named by `seed`, `size` bytes long, in 1 MiB blocks (last one short)."""
+    for k in range((size + GEN_CHUNK - 1) // GEN_CHUNK):
+        block = hashlib.shake_256(f"{seed}/{k}".encode("utf-8")).digest(GEN_CHUNK)
+        yield block[: min(GEN_CHUNK, size - k * GEN_CHUNK)]
+
+
+def content(seed: str, size: int) -> bytes:
+    """The whole input in memory (for small inputs)."""
+    return b"".join(stream(seed, size))
+
+
+def file_vector(name: str) -> dict[str, Any]:
+    """The entry of ``files`` with this name (e.g. ``size-1048577``)."""
+    for item in vectors()["files"]:
+        if item["name"] == name:
+            return item
+    raise KeyError(name)
+
+
+def car_vector(source_name: str) -> dict[str, Any]:
+    """The entry of ``cars`` built from the input file with this name (e.g. ``size-0``)."""
+    for item in vectors()["cars"]:
+        if item["source"].endswith(f"/{source_name}.bin"):
+            return item
+    raise KeyError(source_name)
