@@ -1,0 +1,62 @@
+"""A timer for actors: a small daemon thread that tells `Tick(generation)` at an interval.
+
+pykka has no timers. Each actor that needs one starts a `Ticker` in `on_start` with the
+generation it was given by the supervisor, and stops it in `on_stop`. A restarted actor gets
+a new generation, so a tick from its previous life (still in flight) is recognised and
+ignored. The ticker ends by itself when the actor is dead.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pykka
+
+from actors.messages import Tick
+
+
+class Ticker:
+    """Tells `ref` a `Tick(generation)` every `interval` seconds.
+
+    Args:
+        ref: the actor to tick.
+        interval: seconds between ticks.
+        generation: the life of the actor this ticker belongs to.
+        immediate: send the first tick at once instead of after one interval.
+        name: the thread name (shows in stack dumps).
+    """
+
+    def __init__(self, ref: pykka.ActorRef[Any], interval: float, generation: int, *,
+                 immediate: bool = False, name: str = "ticker") -> None:
+        self._ref = ref
+        self._interval = max(0.001, float(interval))
+        self._generation = generation
+        self._immediate = immediate
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> Ticker:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop ticking (does not wait for the thread; it wakes and ends at once)."""
+        self._stopped.set()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        if self._immediate and not self._tell():
+            return
+        while not self._stopped.wait(self._interval):
+            if not self._tell():
+                return
+
+    def _tell(self) -> bool:
+        try:
+            self._ref.tell(Tick(self._generation))
+        except pykka.ActorDeadError:
+            return False
+        return True
