@@ -205,3 +205,34 @@ def test_random_basic_directories_round_trip(spec: dict[str, tuple[bytes, int]])
     decoded = read_entries(built.data, {}.__getitem__)
     assert decoded == sorted(entries, key=lambda e: e.name.encode())
     assert Directory(decoded).build() == built
+
+
+# Root CIDs computed with ipfs-unixfs-importer 17.1.1 (cidVersion 1, rawLeaves, shard threshold
+# 256 KiB), an independent implementation, importing one directory "d" whose files hold the
+# given text (each a single raw leaf, so Tsize = byte size as in pack). Far above the threshold
+# both implementations shard, so the estimate's details do not matter here.
+JS_HAMT_VECTORS = [
+    ("basic", [("a", "hello"), ("b", "world")], "bafybeiav3l4h5q2yicwdmoohmtwgvgk3dpl7weglefz23jbaazflxu6cbq"),
+    (
+        "3000 names of 156 bytes",
+        [(f"{i:05d}-" + "n" * 150, f"content {i}") for i in range(3000)],
+        "bafybeihs63hpgh2zdfrcly4n4z6mw5xvdklmen3olqkbl3lhaydefjp77y",
+    ),
+    (
+        "10000 names, sub-shards three levels down",
+        [(f"name-{i}-" + "q" * 30, f"c{i}") for i in range(10000)],
+        "bafybeiborchqh6pfggylvgjem4lu2ytiugyqz6saiy2xbelj4vsxlgom3e",
+    ),
+    (
+        "2000 non-ASCII names",
+        [(f"größe-é-{i:05d}-" + "ü" * 80, f"inhalt {i}") for i in range(2000)],
+        "bafybeiclkvlrt2y6jh7n2xwktxvdrzn3quv7uaqe2tditvfp6sygjuzwjm",
+    ),
+]
+
+
+@pytest.mark.parametrize(("label", "files", "expected"), JS_HAMT_VECTORS, ids=[v[0] for v in JS_HAMT_VECTORS])
+def test_directories_match_an_independent_unixfs_importer(label: str, files: list[tuple[str, str]], expected: str) -> None:
+    directory = Directory(DirEntry(name, raw_cid(text.encode()), len(text.encode())) for name, text in files)
+    assert directory.sharded == (len(files) > 2)
+    assert cid_to_str(directory.build().cid) == expected
