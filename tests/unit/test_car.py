@@ -151,3 +151,10 @@ def test_single_file_cars_match_the_reference_bytes(name: str) -> None:
 def test_single_file_car_lengths_match_the_go_assembler_test(size: int, expected: int) -> None:
     car, _ = _single_file_car(f"len-{size}", size)
     assert len(car) == expected
+
+
+def test_reader_accepts_a_binary_file_object() -> None:
+    out = io.BytesIO()
+    CarWriter(out).write_block(raw_cid(b"test"), b"test")
+    out.seek(0)
+    assert [(b.cid, b.data) for b in read_car(out)] == [(raw_cid(b"test"), b"test")]

@@ -96,3 +96,13 @@ def test_bad_cid_strings_are_rejected() -> None:
     for bad in ["", "xyz", "b!!!", "bafkrei", cid_to_str(raw_cid(b"x")) + "aa"]:
         with pytest.raises(InvalidCid):
             cid_from_str(bad)
+
+
+def test_piece_cids_with_multi_byte_varints_parse_and_print_back() -> None:
+    # fil-commitment-unsealed 0xf101 and sha2-256-trunc254-padded 0x1012 take 3 and 2 bytes.
+    text = vectors()["cars"][0]["pieceCid"]
+    cid = cid_from_str(text)
+    assert cid[:7] == b"\x01\x81\xe2\x03\x92\x20\x20" and len(cid) == 39
+    assert cid_codec(cid) == 0xF101
+    assert len(cid_digest(cid)) == 32
+    assert cid_to_str(cid) == text

@@ -236,3 +236,19 @@ def test_directories_match_an_independent_unixfs_importer(label: str, files: lis
     directory = Directory(DirEntry(name, raw_cid(text.encode()), len(text.encode())) for name, text in files)
     assert directory.sharded == (len(files) > 2)
     assert cid_to_str(directory.build().cid) == expected
+
+
+def test_walking_a_missing_path_or_a_file_as_a_directory_fails_clearly() -> None:
+    from dataprep.dagwalk import DagWalkError
+
+    sub = Directory([DirEntry("f", raw_cid(b"f"), 1)]).build()
+    root = Directory([DirEntry("sub", sub.cid, sub.cumulative_size)]).build()
+    dag = assemble_file([(raw_cid(b"a"), 1), (raw_cid(b"b"), 1)])
+    blocks = dict(sub.blocks) | dict(root.blocks) | dict(dag.blocks)
+    assert resolve_path(blocks.__getitem__, root.cid, "/sub/f") == raw_cid(b"f")
+    with pytest.raises(DagWalkError, match="no entry 'g'"):
+        resolve_path(blocks.__getitem__, root.cid, "sub/g")
+    with pytest.raises(DagWalkError, match="not a directory"):
+        list_directory(blocks.__getitem__, dag.root_cid)
+    with pytest.raises(DirectoryError, match="not a directory"):
+        read_entries(dag.blocks[0][1], blocks.__getitem__)
