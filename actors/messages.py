@@ -121,6 +121,11 @@ class WakeUp:
     """New work may be ready: an idle worker claims at once instead of sleeping on."""
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimerRestarted:
+    """The claimer was restarted: send again what the old one may have lost."""
+
+
 # -- worker internal (job thread → its own actor) ---------------------------------------------
 
 @dataclass(frozen=True, slots=True)

@@ -74,7 +74,7 @@ class _SignalState:
 def run_pool(config: Config, *, handlers: Mapping[str, Handler] | None = None,
              signals: PoolSignals | None = None, install_signal_handlers: bool = True,
              hooks: Any = None, clock: Callable[[], dt.datetime] = utcnow,
-             sweep_interval: float | None = None) -> int:
+             sweep_interval: float | None = None, db: Database | None = None) -> int:
     """Run the pool until it stops; return the process exit code.
 
     Args:
@@ -85,13 +85,17 @@ def run_pool(config: Config, *, handlers: Mapping[str, Handler] | None = None,
         hooks: fault injection for tests (`on_assigned(name, job)`), or None.
         clock: the time source (naive UTC).
         sweep_interval: seconds between the supervisor's liveness sweeps.
+        db: an open database to use instead of connecting to `config.database.url`.
+            The models are bound to one database object per process, so a test that
+            already holds one must pass it in.
 
     Raises:
         storage.errors.StorageError: the database cannot be opened at start.
     """
     table = registry.resolve(handlers)
     make_config_check(config)
-    db = connect(config.database.url)
+    if db is None:
+        db = connect(config.database.url)
     ledger = Ledger()
     done = threading.Event()
     result = {"code": EXIT_OK}

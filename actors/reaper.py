@@ -96,7 +96,6 @@ class Reaper(SupervisedActor):
             self.db, time_budget=self.cfg.batch_time_budget, now=now))
         swept = self._step("sweep", lambda: self.sweep_temp_files(now))
         result = CycleResult(rescued, reaped, swept)
-        self.log.bind(action="reap").debug("reaper cycle: {}", result)
         note(self.signals, "reaped", holder=self.holder, result=result)
         return result
 

@@ -28,7 +28,7 @@ class PoolSignals:
         self.stop_requested = threading.Event()
         self.supervisor_ref: Any = None
 
-    def note(self, kind: str, **data: Any) -> None:
+    def note(self, kind: str, /, **data: Any) -> None:
         with self._cond:
             self._notes.append(Note(time.monotonic(), kind, data))
             self._cond.notify_all()
@@ -37,7 +37,7 @@ class PoolSignals:
         with self._cond:
             return [n for n in self._notes if kind is None or n.kind == kind]
 
-    def count(self, kind: str, **match: Any) -> int:
+    def count(self, kind: str, /, **match: Any) -> int:
         return sum(1 for n in self.notes(kind) if all(n.data.get(k) == v for k, v in match.items()))
 
     def wait_for(self, condition: Callable[[], bool], timeout: float) -> bool:
@@ -58,7 +58,7 @@ class PoolSignals:
         self.stop_requested.set()
 
 
-def note(signals: PoolSignals | None, kind: str, **data: Any) -> None:
+def note(signals: PoolSignals | None, kind: str, /, **data: Any) -> None:
     """`signals.note(...)` if there are signals."""
     if signals is not None:
         signals.note(kind, **data)

@@ -35,7 +35,7 @@ from loguru import logger
 from actors.claimer import Claimer, claim_types
 from actors.config import Config
 from actors.ledger import Ledger
-from actors.messages import (ActorDied, Shutdown, StopPool, Tick, WorkerErrored,
+from actors.messages import (ActorDied, ClaimerRestarted, Shutdown, StopPool, Tick, WorkerErrored,
                              WorkerStopped)
 from actors.reaper import Reaper
 from actors.signals import PoolSignals, note
@@ -196,6 +196,12 @@ class Supervisor(pykka.ThreadingActor):
             self.log.error("restarting {} failed: {}", child.name, exc)
             return
         note(self.signals, "restarted", name=child.name, generation=child.generation)
+        if child.kind == "claimer":
+            for ref in self.ledger.worker_refs():
+                try:
+                    ref.tell(ClaimerRestarted())
+                except pykka.ActorDeadError:
+                    pass
 
     def sweep(self) -> None:
         for child in self.children.values():

@@ -3,7 +3,7 @@
     config = test_config(db_url, concurrency=2)
     script = Script()
     script.on(job_id, raise_error("boom"))            # or: hang(), system_exit(), ...
-    with PoolHarness(config, script) as pool:
+    with PoolHarness(config, script, db=db) as pool:
         assert pool.wait_for(lambda: job_state(db, job_id) == "error", 10)
     assert pool.exit_code == 0
 
@@ -29,6 +29,7 @@ from actors.pool import run_pool
 from actors.signals import PoolSignals
 from dataprep.context import JobContext, JobOutcome
 from dataprep.errors import JobCancelled, TransientError
+from storage.db import Database
 from storage.rows import JobRow
 
 Action = Callable[[JobRow, JobContext], JobOutcome]
@@ -210,9 +211,10 @@ class Faults:
 class PoolHarness:
     """`run_pool` on a background thread, with signals to wait on and a way to stop it."""
 
-    def __init__(self, config: Config, script: Script | None = None, *,
+    def __init__(self, config: Config, script: Script | None = None, *, db: Database,
                  faults: Faults | None = None, handlers: dict | None = None) -> None:
         self.config = config
+        self.db = db
         self.script = script or Script()
         self.faults = faults
         self.handlers = handlers if handlers is not None else self.script.handlers()
@@ -225,7 +227,7 @@ class PoolHarness:
         try:
             self.exit_code = run_pool(self.config, handlers=self.handlers, signals=self.signals,
                                       install_signal_handlers=False, hooks=self.faults,
-                                      sweep_interval=0.05)
+                                      sweep_interval=0.05, db=self.db)
         except BaseException as exc:  # noqa: BLE001 - surfaced by stop()/join()
             self.error = exc
 

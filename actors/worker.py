@@ -28,7 +28,7 @@ import pykka
 from actors.config import Config
 from actors.failures import SupervisedActor
 from actors.ledger import Ledger
-from actors.messages import (CancelJob, ClaimJob, HandlerReturned, JobAssigned,
+from actors.messages import (CancelJob, ClaimerRestarted, ClaimJob, HandlerReturned, JobAssigned,
                              JobCancelledAck, JobFailed, JobFinished, JobProgress, JobRetry,
                              JobSettled, NoJob, Shutdown, Tick, WakeUp, WorkerErrored,
                              WorkerStopped)
@@ -137,6 +137,11 @@ class Worker(SupervisedActor):
                 self.request_claim()
         elif isinstance(message, Shutdown):
             self.on_shutdown()
+        elif isinstance(message, ClaimerRestarted):
+            if self.state == "claiming":
+                self.request_claim()
+            elif self.state == "settling":
+                self.send_settlement()
 
     def on_tick(self) -> None:
         now = time.monotonic()
