@@ -272,7 +272,7 @@ class DirectoryView:
     def entries(self) -> list[DirEntry]:
         """Every entry, in link order (name order for basic, slot order for HAMT)."""
         if self.kind == TYPE_DIRECTORY:
-            return [DirEntry(name_text(l.name), l.cid, l.tsize) for l in self._links]
+            return [DirEntry(name_text(link.name), link.cid, link.tsize) for link in self._links]
         out: list[DirEntry] = []
         stack: list[bytes | None] = [None]
         while stack:
@@ -295,14 +295,14 @@ class DirectoryView:
         shard: bytes | None = None
         for depth in range(_HAMT_MAX_DEPTH):
             if shard not in self._slots:
-                self._slots[shard] = {l.name[:2]: l for l in self._shard_links(shard)}
-            link = self._slots[shard].get(b"%02X" % digest[depth])
-            if link is None:
+                self._slots[shard] = {s.name[:2]: s for s in self._shard_links(shard)}
+            slot = self._slots[shard].get(b"%02X" % digest[depth])
+            if slot is None:
                 return None
-            if len(link.name) == 2:
-                shard = link.cid
+            if len(slot.name) == 2:
+                shard = slot.cid
                 continue
-            return DirEntry(name, link.cid, link.tsize) if link.name[2:] == raw else None
+            return DirEntry(name, slot.cid, slot.tsize) if slot.name[2:] == raw else None
         return None
 
 

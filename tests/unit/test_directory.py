@@ -11,13 +11,21 @@ from dataprep.directory import (
     SHARD_THRESHOLD,
     Directory,
     DirectoryError,
-    DirEntry,
     DirectoryView,
+    DirEntry,
     hamt_hash,
     lookup,
     read_entries,
 )
-from dataprep.unixfs import TYPE_HAMT_SHARD, assemble_file, cumulative_size, decode_node, decode_unixfs, leaf, range_root
+from dataprep.unixfs import (
+    TYPE_HAMT_SHARD,
+    assemble_file,
+    cumulative_size,
+    decode_node,
+    decode_unixfs,
+    leaf,
+    range_root,
+)
 from tests.vectors import vectors
 
 EMPTY_DIR = "bafybeiczsscdsbs7ffqz55asqdf3smv6klcw3gofszvwlyarci47bgf354"
@@ -48,7 +56,7 @@ def test_child_directory_sorts_before_a_later_name_as_in_the_go_resolve_test() -
     root = Directory([DirEntry("test", raw_cid(b"test"), 4)])
     root.add("name", child.cid, child.cumulative_size)
     links, _ = decode_node(root.build().data)
-    assert [l.name for l in links] == [b"name", b"test"]
+    assert [link.name for link in links] == [b"name", b"test"]
 
 
 def test_links_are_sorted_by_name_bytes_and_replaced_by_name() -> None:
@@ -57,7 +65,7 @@ def test_links_are_sorted_by_name_bytes_and_replaced_by_name() -> None:
         directory.add(name, raw_cid(name.encode()), 1)
     directory.add("a", raw_cid(b"new"), 3)
     links, data = decode_node(directory.build().data)
-    assert [l.name for l in links] == [b"B", b"a", b"a0", b"b", "é".encode()]
+    assert [link.name for link in links] == [b"B", b"a", b"a0", b"b", "é".encode()]
     assert links[1].cid == raw_cid(b"new") and links[1].tsize == 3
     assert data == b"\x08\x01"
     assert directory.remove("a") and not directory.remove("a")
@@ -128,7 +136,7 @@ def test_large_hamt_follows_the_spec_rules_and_finds_every_entry() -> None:
         assert (meta.type, meta.hash_type, meta.fanout) == (TYPE_HAMT_SHARD, 0x22, 256)
         assert payload is not None and payload.startswith(b"\x08\x05\x12")
         assert payload.endswith(b"\x28\x22\x30\x80\x02")
-        indexes = [int(l.name[:2], 16) for l in links]
+        indexes = [int(link.name[:2], 16) for link in links]
         assert indexes == sorted(set(indexes))
         bits = int.from_bytes(meta.data or b"", "big")
         assert bits == sum(1 << i for i in indexes)
@@ -141,7 +149,7 @@ def test_large_hamt_follows_the_spec_rules_and_finds_every_entry() -> None:
     # The root holds all 256 slots for 10,000 names; every entry sits at its hash path.
     root_links, _ = decode_node(built.data)
     assert len(root_links) == 256
-    assert built.cumulative_size == len(built.data) + sum(l.tsize for l in root_links)
+    assert built.cumulative_size == len(built.data) + sum(link.tsize for link in root_links)
     assert sorted(read_entries(built.data, blocks.__getitem__)) == sorted(entries)
     view = DirectoryView(built.data, blocks.__getitem__)
     for entry in entries:
@@ -232,7 +240,9 @@ JS_HAMT_VECTORS = [
 
 
 @pytest.mark.parametrize(("label", "files", "expected"), JS_HAMT_VECTORS, ids=[v[0] for v in JS_HAMT_VECTORS])
-def test_directories_match_an_independent_unixfs_importer(label: str, files: list[tuple[str, str]], expected: str) -> None:
+def test_directories_match_an_independent_unixfs_importer(
+    label: str, files: list[tuple[str, str]], expected: str
+) -> None:
     directory = Directory(DirEntry(name, raw_cid(text.encode()), len(text.encode())) for name, text in files)
     assert directory.sharded == (len(files) > 2)
     assert cid_to_str(directory.build().cid) == expected

@@ -43,7 +43,7 @@ def test_parent_node_bytes_follow_the_spec_layout() -> None:
     data = b"\x08\x02\x18\x0a\x20\x05\x20\x05"
     assert node.endswith(b"\x0a" + bytes([len(data)]) + data)
     links, payload = decode_node(node)
-    assert [(l.cid, l.name, l.tsize) for l in links] == [(HELLO, b"", 5), (WORLD, b"", 5)]
+    assert [(link.cid, link.name, link.tsize) for link in links] == [(HELLO, b"", 5), (WORLD, b"", 5)]
     meta = decode_unixfs(payload or b"")
     assert (meta.type, meta.filesize, meta.blocksizes, meta.data) == (TYPE_FILE, 10, [5, 5], None)
 
@@ -58,7 +58,7 @@ def test_two_thousand_links_make_a_two_level_tree_as_in_go() -> None:
     assert cumulative_size(blocks[-1][1]) == 10103
     # Upper-level Tsize and blocksizes carry raw bytes, not cumulative sizes.
     links, payload = decode_node(blocks[-1][1])
-    assert [l.tsize for l in links] == [5120, 4880]
+    assert [link.tsize for link in links] == [5120, 4880]
     assert decode_unixfs(payload or b"").blocksizes == [5120, 4880]
 
 
