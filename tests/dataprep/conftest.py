@@ -6,6 +6,7 @@ its handler, then `storage.jobs.complete_job` with the outcome's `apply` (or, on
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 import uuid
@@ -107,3 +108,59 @@ def make_src(db, tmp_path):
         src = make_source(db, source_path=str(root), outputs=tuple(outs), **prep)
         return src, root, outs
     return make
+
+
+# --- running code without root's permission override -------------------------------------
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+_CAP_DAC_OVERRIDE = 1
+_CAP_DAC_READ_SEARCH = 2
+
+
+def _drop_dac_for_this_thread() -> None:
+    """Clear CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from this thread's effective set.
+
+    Linux capabilities are per thread, so the rest of the test process keeps them. As root
+    these are what let a process read a mode-000 file; without them permissions apply.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
+    data = (_CapData * 2)()
+    if libc.capget(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capget failed")
+    data[0].effective &= ~((1 << _CAP_DAC_OVERRIDE) | (1 << _CAP_DAC_READ_SEARCH))
+    if libc.capset(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed")
+
+
+def without_permission_override(fn, db: Database | None = None):
+    """Run fn() in a fresh thread where file permissions are enforced even for root;
+    return its result or re-raise its exception."""
+    box: dict = {}
+
+    def target() -> None:
+        try:
+            if os.geteuid() == 0:
+                _drop_dac_for_this_thread()
+            box["result"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test thread
+            box["error"] = exc
+        finally:
+            if db is not None:
+                db.close()
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), "the permission-restricted thread did not finish"
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")

@@ -13,7 +13,7 @@ from dataprep.errors import OutputError, SourceError
 from dataprep.output import CarOutput, remove_unreferenced, sweep_temp_files
 from dataprep.source import (LocalSource, escape_name, escape_path, unescape_name,
                              unescape_path)
-from tests.dataprep.conftest import write_tree
+from tests.dataprep.conftest import without_permission_override, write_tree
 
 
 @given(st.binary(min_size=1, max_size=40).filter(lambda b: b"/" not in b and b"\0" not in b))
@@ -67,28 +67,18 @@ def test_a_missing_root_is_a_clear_source_error(tmp_path):
         list(LocalSource(str(tmp_path / "nope")).walk())
 
 
-@pytest.mark.skipif(os.geteuid() == 0 and not hasattr(os, "setresuid"), reason="root")
 def test_an_unreadable_directory_fails_the_listing_unless_skipping(tmp_path, log_lines):
     write_tree(tmp_path, {"ok.txt": b"1", "locked/secret.txt": b"2"})
     os.chmod(tmp_path / "locked", 0)
     try:
-        if _root_bypasses_permissions(tmp_path / "locked"):
-            pytest.skip("running as root with CAP_DAC_OVERRIDE: permissions are not enforced")
         with pytest.raises(SourceError, match="cannot list directory locked"):
-            list(LocalSource(str(tmp_path)).walk())
-        got = [e.path for e in LocalSource(str(tmp_path), skip_inaccessible=True).walk()]
+            without_permission_override(lambda: list(LocalSource(str(tmp_path)).walk()))
+        got = without_permission_override(lambda: [
+            e.path for e in LocalSource(str(tmp_path), skip_inaccessible=True).walk()])
         assert got == ["locked", "ok.txt"]
         assert any("skipping unreadable directory locked" in m for m in log_lines)
     finally:
         os.chmod(tmp_path / "locked", 0o755)
-
-
-def _root_bypasses_permissions(path) -> bool:
-    try:
-        os.listdir(path)
-    except PermissionError:
-        return False
-    return True
 
 
 def test_a_car_output_is_renamed_atomically_and_abort_removes_the_temp_file(tmp_path):
