@@ -36,12 +36,16 @@ class Progress:
     started: float = field(default_factory=time.monotonic)
     samples: list[tuple[float, int]] = field(default_factory=list)
 
-    def line(self, st: catalog.PreparationStatus, now: float | None = None) -> str:
+    def line(self, st: catalog.PreparationStatus, now: float | None = None,
+             final: bool = False) -> str:
+        """One progress line; `final` gives the average rate of the whole run."""
         now = time.monotonic() if now is None else now
         done = min(st.packed_bytes, st.bytes) if st.bytes else st.packed_bytes
         self.samples = [(t, b) for t, b in self.samples if now - t <= 10.0] + [(now, done)]
         t0, b0 = self.samples[0]
         rate = (done - b0) / (now - t0) if now - t0 > 0.2 else 0.0
+        if final:
+            rate = done / max(now - self.started, 1e-3)
         pack = st.jobs.get(JobType.PACK, {})
         scanning = any(st.jobs.get(JobType.SCAN, {}).get(s) for s in
                        (JobState.READY, JobState.PROCESSING))
@@ -65,7 +69,7 @@ class ProgressPrinter(threading.Thread):
 
     def __init__(self, state: AppState, prep_name: str, stream: TextIO) -> None:
         super().__init__(name="ez-prep-progress", daemon=True)
-        self.state, self.prep_name, self.stream = state, prep_name, stream
+        self.db, self.prep_name, self.stream = state.db(), prep_name, stream
         self.tty = stream.isatty()
         self.progress = Progress()
         self.stop_event = threading.Event()
@@ -76,12 +80,13 @@ class ProgressPrinter(threading.Thread):
         while not self.stop_event.wait(every):
             self.draw()
 
-    def draw(self) -> None:
+    def draw(self, final: bool = False) -> None:
         try:
-            st = catalog.preparation_status(self.state.db(), self.prep_name)
+            # Only the models are used: they follow whichever database is current.
+            st = catalog.preparation_status(self.db, self.prep_name)
         except Exception:  # a busy database only delays the display
             return
-        self.last_line = self.progress.line(st)
+        self.last_line = self.progress.line(st, final=final)
         if self.tty:
             self.stream.write("\r\x1b[K" + self.last_line)
         else:
@@ -91,7 +96,7 @@ class ProgressPrinter(threading.Thread):
     def finish(self) -> None:
         self.stop_event.set()
         self.join(timeout=5)
-        self.draw()
+        self.draw(final=True)
         if self.tty:
             self.stream.write("\n")
             self.stream.flush()
@@ -104,7 +109,14 @@ def _run_until_done(state: AppState, concurrency: int, printer: ProgressPrinter,
     printer.progress.phase = phase
     config = state.config(worker__concurrency=concurrency, worker__exit_on_complete=True,
                           worker__min_interval=0.2, worker__max_interval=1.0)
-    code = run_pool(config)
+    # run_pool connects its own database, which re-points every model at it; ours is closed
+    # first and opened again after, so that this thread's transactions and queries use one
+    # connection (else a transaction here would wait on a query of our own: "locked").
+    state.close()
+    try:
+        code = run_pool(config)
+    finally:
+        state.db()
     if code:
         raise click.exceptions.Exit(code)
 
@@ -146,6 +158,7 @@ def ez_prep(state: AppState, source: str, output: str, max_size: int, concurrenc
         if failed:
             fail(f"{len(failed)} job(s) failed, first: job {failed[0].id} ({failed[0].type}): "
                  f"{failed[0].error_message}")
+        db = state.db()
         catalog.start_daggen(db, prep.name)
         _run_until_done(state, concurrency, printer, "daggen")
         failed = _failed_jobs(state, prep.name)
@@ -154,6 +167,7 @@ def ez_prep(state: AppState, source: str, output: str, max_size: int, concurrenc
                  f"{failed[0].error_message}")
     finally:
         printer.finish()
+    db = state.db()
     st = catalog.preparation_status(db, prep.name)
     pieces = catalog.list_pieces(db, prep.name)
     root = cid_str(next(iter(st.root_cids.values()), None))

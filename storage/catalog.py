@@ -68,7 +68,7 @@ class PreparationStatus:
     jobs: dict[str, dict[str, int]]           # type -> state -> count
     files: int
     bytes: int                                 # total size of the scanned files
-    packed_bytes: int                          # progress of pack jobs (done + running)
+    packed_bytes: int                          # bytes packed: complete pack jobs + progress
     pieces: int
     root_cids: dict[str, bytes | None]         # source storage name -> root directory CID
     sources: tuple[str, ...]
@@ -327,12 +327,15 @@ def preparation_status(db: Database, name: str) -> PreparationStatus:
     packed = 0
     if att_ids:
         for row in (Job.select(Job.type, Job.state, pw.fn.COUNT(Job.id).alias("n"),
-                               pw.fn.SUM(Job.progress_bytes).alias("done"))
+                               pw.fn.SUM(Job.progress_bytes).alias("done"),
+                               pw.fn.SUM(Job.total_bytes).alias("total"))
                     .where(Job.attachment.in_(att_ids)).group_by(Job.type, Job.state)
                     .namedtuples()):
             jobs.setdefault(row.type, {})[row.state] = row.n
             if row.type == JobType.PACK:
-                packed += int(row.done or 0)
+                # A complete job's last progress report may predate its end: count it whole.
+                done = int(row.done or 0)
+                packed += max(done, int(row.total or 0)) if row.state == JobState.COMPLETE else done
     files, total = 0, 0
     if att_ids:
         row = (File.select(pw.fn.COUNT(File.id).alias("n"), pw.fn.SUM(File.size).alias("b"))
