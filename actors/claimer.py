@@ -54,8 +54,10 @@ class Claimer(SupervisedActor):
     """
 
     def __init__(self, *, db: Database, config: Config, ledger: Ledger, types: tuple[str, ...],
-                 signals: PoolSignals | None = None, **kwargs: Any) -> None:
+                 signals: PoolSignals | None = None, hooks: Any = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.hooks = hooks
         self.db = db
         self.config = config
         self.ledger = ledger
@@ -109,6 +111,8 @@ class Claimer(SupervisedActor):
         if self.stopping:
             self._tell(ref, NoJob(msg.request_id))
             return
+        if self.hooks is not None:
+            self.hooks.before_claim()  # tests inject claimer crashes here
         try:
             job = job_store.claim_job(self.db, msg.worker_id, self.types,
                                       max_attempts=self.config.worker.max_attempts,
@@ -288,9 +292,11 @@ class Claimer(SupervisedActor):
         now = time.monotonic()
         for job_id in [only] if only is not None else list(self.progress):
             item = self.progress.get(job_id)
-            if item is None or now - self.progress_written.get(job_id, 0.0) < PROGRESS_EVERY:
+            if item is None:
                 continue
             worker_id, done, total = item
+            if done < total and now - self.progress_written.get(job_id, 0.0) < PROGRESS_EVERY:
+                continue  # throttled; the final figure is always written
             try:
                 job_store.update_progress(self.db, job_id, worker_id, done, total)
             except Exception as exc:  # noqa: BLE001 - progress is informative only

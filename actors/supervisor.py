@@ -146,7 +146,7 @@ class Supervisor(pykka.ThreadingActor):
 
         def claimer(gen: int) -> Any:
             return Claimer.start(types=claim_types(self.config), name="claimer", generation=gen,
-                                 supervisor=me, clock=self.clock, **common)
+                                 supervisor=me, clock=self.clock, hooks=self.hooks, **common)
 
         def reaper(gen: int) -> Any:
             return Reaper.start(name="reaper", generation=gen, supervisor=me, clock=self.clock,

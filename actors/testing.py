@@ -193,8 +193,25 @@ class Faults:
 
     crash_jobs: set[int] = field(default_factory=set)  # crash the worker when assigned these
     crash_every: bool = False                          # ... or every job
+    crash_claimer: int = 0                             # crash the claimer on this many claims
+    fail_start: set[str] = field(default_factory=set)  # fail these workers' first on_start
     crashes: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def on_start(self, name: str, generation: int) -> None:
+        with self._lock:
+            hit = name in self.fail_start
+            self.fail_start.discard(name)
+        if hit:
+            raise RuntimeError(f"injected start failure of {name}")
+
+    def before_claim(self) -> None:
+        with self._lock:
+            hit = self.crash_claimer > 0
+            if hit:
+                self.crash_claimer -= 1
+        if hit:
+            raise RuntimeError("injected claimer crash")
 
     def on_assigned(self, name: str, job: JobRow) -> None:
         with self._lock:

@@ -100,6 +100,8 @@ class Worker(SupervisedActor):
     # -- lifecycle ----------------------------------------------------------------------
 
     def start_actor(self) -> None:
+        if self.hooks is not None:
+            self.hooks.on_start(self.name, self.generation)  # tests inject start failures
         tick = min(max(self.cfg.min_interval / 2, 0.01), 0.5)
         self.ticker = Ticker(self.actor_ref, tick, self.generation, immediate=True,
                              name=f"{self.name}-ticker").start()
