@@ -339,6 +339,10 @@ static int CommP_init(CommPObject *self, PyObject *args, PyObject *kwds)
     int portable = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$p:CommP", kwlist, &portable))
         return -1;
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "CommP object is in use by another thread");
+        return -1;
+    }
     self->total = 0;
     self->npending = 0;
     self->busy = 0;
