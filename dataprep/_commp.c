@@ -298,7 +298,11 @@ static void process_units(Stack *s, uint8_t *work, const uint8_t *in, size_t nun
  * Returns the level of the root. */
 static int stack_root(const Stack *s, uint8_t root[32], pairs_fn pairs)
 {
-    int low = __builtin_ctzll(s->mask), high = 63 - __builtin_clzll(s->mask);
+    int low = 0, high = MAX_LEVELS - 1;
+    while (!(s->mask & (1ULL << low)))
+        low++;
+    while (!(s->mask & (1ULL << high)))
+        high--;
     uint8_t buf[64];
     if (low == high) {
         memcpy(root, s->layers[high], 32);
