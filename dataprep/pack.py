@@ -126,7 +126,14 @@ class _Packer:
 
     def pack_range(self, rng: RangeRow) -> RangeResult:
         path = rng.file.path
-        _check(self.source, rng)
+        try:
+            _check(self.source, rng)
+        except PermissionError as exc:
+            if self.source.skip_inaccessible:
+                logger.warning("pack job {}: skipping unreadable file {}: {}", self.job.id,
+                               path, exc.strerror)
+                return RangeResult(rng.id, rng.file.id, None, 0)
+            raise SourceError(f"cannot open {path}: {exc.strerror}") from exc
         links: list[tuple[bytes, int]] = []
         if rng.length == 0:
             self.stream.leaf(EMPTY_FILE_CID, self.view[:0], rng.file.id, rng.offset)

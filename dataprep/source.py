@@ -184,7 +184,9 @@ class LocalSource:
 
     def open(self, path: str, offset: int = 0) -> BinaryIO:
         """An unbuffered binary reader positioned at `offset` (never follows a symlink)."""
-        fd = os.open(self._abs(path), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        # O_NONBLOCK: a FIFO swapped in since the scan must not block the open (the
+        # fstat below then rejects it); it changes nothing for a regular file.
+        fd = os.open(self._abs(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise SourceError(f"{path} is no longer a regular file")

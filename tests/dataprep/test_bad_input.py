@@ -222,3 +222,29 @@ def test_a_pack_job_run_again_replaces_its_rows_instead_of_duplicating_them(db, 
     assert run_job(db, pack_id).completed
     assert Car.select().count() == 1
     assert CarBlock.select().count() == blocks
+
+
+def test_a_file_whose_directory_became_unreadable_fails_or_is_skipped(db, make_src, log_lines):
+    src, root, _ = make_src({"ok.txt": b"fine", "sub/x.txt": b"hidden"})
+    (pack_id,) = _scan(db, src)
+    os.chmod(root / "sub", 0)
+    try:
+        with pytest.raises(SourceError, match="cannot open sub/x.txt"):
+            without_permission_override(lambda: run_job(db, pack_id), db)
+        set_client_config(db, src.storage_id, {"skip_inaccessible": True})
+        Job.update(state="ready", worker=None).where(Job.id == pack_id).execute()
+        assert without_permission_override(lambda: run_job(db, pack_id), db).completed
+    finally:
+        os.chmod(root / "sub", 0o755)
+    assert File.get(File.path == "sub/x.txt").cid is None
+    assert Directory.get(Directory.name == "sub").cid is None  # no entry, no node
+
+
+def test_a_file_replaced_by_a_fifo_fails_the_pack_without_blocking(db, make_src):
+    src, root, _ = make_src({"a.txt": b"aaaa"})
+    (pack_id,) = _scan(db, src)
+    (root / "a.txt").unlink()
+    os.mkfifo(root / "a.txt")
+    with pytest.raises(SourceError, match="a.txt is no longer a regular file"):
+        run_job(db, pack_id)
+    _nothing_recorded()
