@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 import click
+import pykka
 
 from cli.app import AppState, fail
 from cli.commands import emit_pieces, piece_document, resolve_storage
@@ -116,6 +117,9 @@ def _run_until_done(state: AppState, concurrency: int, printer: ProgressPrinter,
     try:
         code = run_pool(config)
     finally:
+        # run_pool may return while its last actors still stop (the reaper releasing its
+        # lease); the next run_pool would re-point the models under them. Wait for them.
+        pykka.ActorRegistry.stop_all(block=True, timeout=30)
         state.db()
     if code:
         raise click.exceptions.Exit(code)
