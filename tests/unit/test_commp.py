@@ -43,8 +43,10 @@ def _native_module():  # type: ignore[no-untyped-def]
             [sys.executable, "setup.py", "build_ext", "--inplace"],
             cwd=REPO, capture_output=True, text=True, timeout=120,
         )
-        assert build.returncode == 0, build.stderr
-        from dataprep import _commp  # noqa: F811
+        try:  # setup.py turns a failed build into a warning, so the import is the check
+            from dataprep import _commp  # noqa: F811
+        except ImportError:
+            pytest.fail(f"the native commP kernel could not be built:\n{build.stderr}")
     return _commp
 
 
