@@ -125,3 +125,25 @@ def test_many_files_are_recorded_in_batches(db, make_src):
     assert run_job(db, make_job(db, src.attachment_id, JobType.SCAN)).completed
     assert File.select().count() == 1200
     assert Job.select().where(Job.type == JobType.PACK).count() == 1
+
+
+def test_hello_world_with_max_size_16_gets_3_ranges_once_spec_vector_22(db, make_src):
+    src, root, _ = make_src({"hello.txt": b"hello world"}, max_size=16)
+    st = (root / "hello.txt").stat()
+    cache = scanning.DirectoryCache(db, src.attachment_id)
+    new = scanning.NewFile("hello.txt", 11, st.st_mtime_ns, cache.root_id)
+    assert scanning.record_files(db, src.attachment_id, [new], split_size(16)) == 1
+    assert [(r.offset, r.length) for r in FileRange.select().order_by(FileRange.offset)] == [
+        (0, 4), (4, 4), (8, 3)]
+    assert scanning.record_files(db, src.attachment_id, [new], split_size(16)) == 0
+    assert FileRange.select().count() == 3
+
+
+def test_the_handler_registry_has_the_three_job_types_and_scan_reports_progress(db, make_src):
+    from dataprep.handlers import HANDLERS  # noqa: PLC0415
+    assert set(HANDLERS) == {"scan", "pack", "daggen"}
+    src, _, _ = make_src({"a": b"12345", "b/c": b"678"})
+    seen = []
+    assert run_job(db, make_job(db, src.attachment_id, JobType.SCAN),
+                   progress=lambda done, total: seen.append((done, total))).completed
+    assert seen[-1] == (8, 8)
