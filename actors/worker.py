@@ -208,6 +208,8 @@ class Worker(SupervisedActor):
         if self.state != "claiming" or msg.request_id != self.request_id or self.stopping:
             # An answer to a request we gave up on, or we are stopping: give the job back.
             self.tell_claimer(JobCancelledAck(self.worker_id, job.id, "shutdown"))
+            if self.stopping and self.state == "claiming" and msg.request_id == self.request_id:
+                self.finish()
             return
         self.job = job
         self.cancel = threading.Event()

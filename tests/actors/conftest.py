@@ -18,6 +18,7 @@ from loguru import logger
 
 from storage.db import Database
 from storage.models import Job, Worker
+from storage.retry import with_retry
 
 REPO = Path(__file__).resolve().parents[2]
 RUNNER = Path(__file__).with_name("run_pool_proc.py")
@@ -25,18 +26,21 @@ RUNNER = Path(__file__).with_name("run_pool_proc.py")
 
 def states(db: Database, ids: list[int] | None = None) -> dict[int, str]:
     """job id → state (all jobs, or `ids`)."""
-    query = Job.select(Job.id, Job.state)
-    if ids is not None:
-        query = query.where(Job.id.in_(ids))
-    return dict(query.tuples())
+    def query(db: Database) -> dict[int, str]:
+        q = Job.select(Job.id, Job.state)
+        if ids is not None:
+            q = q.where(Job.id.in_(ids))
+        return dict(q.tuples())
+    # Retried like the storage layer's own calls: outage tests cut this thread's connection.
+    return with_retry(query, db, attempts=50)
 
 
 def job_fields(db: Database, job_id: int) -> dict:
-    return Job.select().where(Job.id == job_id).dicts().get()
+    return with_retry(lambda db: Job.select().where(Job.id == job_id).dicts().get(), db)
 
 
 def worker_count(db: Database) -> int:
-    return Worker.select().count()
+    return with_retry(lambda db: Worker.select().count(), db)
 
 
 def all_in(db: Database, state: str, ids: list[int]) -> bool:
