@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -46,3 +47,26 @@ def test_ez_prep_without_json_prints_a_table_and_the_root_cid(tmp_path):
     assert lines[0].startswith("PIECE_CID")
     assert lines[-1].startswith("root CID: bafy")
     assert "preparation tiny" in result.stderr
+
+
+def test_the_checker_catches_a_corrupt_car_and_a_changed_source(tmp_path):
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "x.bin").write_bytes(bytes(range(256)) * 4000)
+    result = run_subprocess("--log-level", "ERROR", "ez-prep", str(src), "--output",
+                            str(tmp_path / "out"), "--json", cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    verify_pieces(doc["pieces"], doc["root_cid"], src)
+
+    (src / "d" / "x.bin").write_bytes(bytes(range(256)) * 3999 + b"\1" * 256)
+    with pytest.raises(AssertionError, match="differs from its source"):
+        verify_pieces(doc["pieces"], doc["root_cid"], src)
+
+    (data,) = [p for p in doc["pieces"] if p["piece_type"] == "data"]
+    car = Path(data["storage_path"])
+    raw = bytearray(car.read_bytes())
+    raw[500] ^= 0xFF
+    car.write_bytes(bytes(raw))
+    with pytest.raises(AssertionError):
+        verify_pieces(doc["pieces"], doc["root_cid"], src)

@@ -1,0 +1,71 @@
+"""The ez-prep progress line: files, bytes, MB/s, pieces, ETA; redrawn on a TTY."""
+from __future__ import annotations
+
+import io
+
+from cli.app import AppState
+from cli.ezprep import Progress, ProgressPrinter
+from storage import catalog
+from storage.models import Job, JobState, SourceAttachment
+
+
+def status(files=10, total=100_000_000, packed=0, scanning=False, pieces=0):
+    prep = catalog.PreparationRow(id=1, name="p", max_size=1, piece_size=256, min_piece_size=0,
+                                  no_inline=False, no_dag=False, delete_after_export=False)
+    jobs = {"scan": {"processing" if scanning else "complete": 1},
+            "pack": {"complete": pieces, "ready": 4 - pieces}}
+    return catalog.PreparationStatus(preparation=prep, jobs=jobs, files=files, bytes=total,
+                                     packed_bytes=packed, pieces=pieces, root_cids={},
+                                     sources=("s",), outputs=())
+
+
+def test_rate_and_eta_come_from_the_bytes_packed_between_samples():
+    progress = Progress(phase="scan+pack", started=0.0)
+    progress.line(status(packed=0), now=0.0)
+    line = progress.line(status(packed=50_000_000, pieces=2), now=5.0)
+    assert "[scan+pack]" in line and "10 files" in line and "2 pieces" in line
+    assert "10.0 MB/s" in line
+    assert "ETA 0:00:05" in line                      # 50 MB left at 10 MB/s
+    assert "pack jobs 2/4" in line
+
+
+def test_no_eta_while_the_scan_is_still_running():
+    progress = Progress(started=0.0)
+    progress.line(status(packed=0, scanning=True), now=0.0)
+    line = progress.line(status(packed=10_000_000, scanning=True), now=1.0)
+    assert "(scanning)" in line and "ETA" not in line
+
+
+def test_the_final_line_gives_the_average_rate_of_the_whole_run():
+    progress = Progress(started=0.0)
+    line = progress.line(status(packed=100_000_000, pieces=4), now=20.0, final=True)
+    assert "5.0 MB/s" in line and "elapsed 0:00:20" in line
+
+
+class FakeTty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _prep(db, tmp_path):
+    catalog.create_storage(db, "s", str(tmp_path))
+    catalog.create_preparation(db, "p", ["s"], max_size=1 << 20)
+    Job.create(type="pack", state=JobState.COMPLETE, attachment=SourceAttachment.get(),
+               total_bytes=1000)
+
+
+def test_a_tty_gets_one_redrawn_line_and_a_pipe_gets_plain_lines(db, db_url, tmp_path):
+    _prep(db, tmp_path)
+    state = AppState(overrides={"database.url": db_url})
+    state._db = db
+    tty = FakeTty()
+    printer = ProgressPrinter(state, "p", tty)
+    printer.draw()
+    printer.draw()
+    assert tty.getvalue().count("\r\x1b[K") == 2 and "\n" not in tty.getvalue()
+    pipe = io.StringIO()
+    printer = ProgressPrinter(state, "p", pipe)
+    printer.draw()
+    printer.draw()
+    lines = pipe.getvalue().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("[scan]  0 files  1000 B / 0 B")
