@@ -20,18 +20,21 @@ Every public function is one whole transaction, retried by `storage.retry`.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import itertools
 from typing import Callable, Iterable, Sequence
 
 import peewee as pw
 from loguru import logger
 
 from storage.db import Database
-from storage.models import (CLAIMABLE_WHERE, File, FileRange, Job, JobState, JobType,
-                            OutputAttachment, Preparation, SourceAttachment, Storage, utcnow)
-from storage.retry import retrying
-from storage.rows import (AttachmentRow, FileRow, JobRow, PreparationRow, RangeRow,
-                          StorageRow)
+from storage.job_rows import (ATTACHMENT_SELECT, JOB_COLUMNS, PG_OUTPUTS_JSON,
+                              attachment_join, finish_row, job_from, load_job_row,
+                              load_ranges, select_list)
+from storage.models import CLAIMABLE_WHERE, Job, JobState, JobType, utcnow
+from storage.retry import retrying, with_retry
+from storage.rows import JobRow
 
 CLAIM_ORDER: tuple[str, ...] = (JobType.DAGGEN, JobType.SCAN, JobType.PACK)
 
@@ -39,66 +42,15 @@ _QUARANTINE_MESSAGE_SQL = "'quarantined after ' || attempts || ' attempts that n
 
 
 # ---------------------------------------------------------------------------------------
-# Loading: peewee instances → frozen rows.
+# Loading (the SQL lives in storage.job_rows).
 
-def storage_row(s: Storage) -> StorageRow:
-    return StorageRow(id=s.id, name=s.name, type=s.type, path=s.path, config=dict(s.config),
-                      client_config=dict(s.client_config))
-
-
-def preparation_row(p: Preparation) -> PreparationRow:
-    return PreparationRow(id=p.id, name=p.name, max_size=p.max_size, piece_size=p.piece_size,
-                          min_piece_size=p.min_piece_size, no_inline=p.no_inline,
-                          no_dag=p.no_dag, delete_after_export=p.delete_after_export)
-
-
-def file_row(f: File) -> FileRow:
-    return FileRow(id=f.id, path=f.path, size=f.size, last_modified_nano=f.last_modified_nano,
-                   hash=f.hash, cid=f.cid, directory_id=f.directory_id,
-                   attachment_id=f.attachment_id)
-
-
-def job_row(job: Job, attachment: AttachmentRow | None = None,
-            ranges: tuple[RangeRow, ...] = ()) -> JobRow:
+def job_row(job: Job) -> JobRow:
+    """The JobRow of a peewee instance, without attachment or ranges."""
     return JobRow(id=job.id, type=job.type, state=job.state, attempts=job.attempts,
                   worker_id=job.worker_id, attachment_id=job.attachment_id,
                   error_message=job.error_message, claimed_at=job.claimed_at,
-                  attachment=attachment, ranges=ranges,
                   error_stack_trace=job.error_stack_trace, not_before=job.not_before,
                   progress_bytes=job.progress_bytes, total_bytes=job.total_bytes)
-
-
-def load_attachment(attachment_id: int) -> AttachmentRow | None:
-    """A source attachment with its preparation, source storage and output storages."""
-    att = (SourceAttachment.select(SourceAttachment, Preparation, Storage)
-           .join(Preparation).switch(SourceAttachment).join(Storage)
-           .where(SourceAttachment.id == attachment_id).first())
-    if att is None:
-        return None
-    outputs = (Storage.select()
-               .join(OutputAttachment, on=(OutputAttachment.storage == Storage.id))
-               .where(OutputAttachment.preparation == att.preparation_id)
-               .order_by(Storage.id))
-    return AttachmentRow(id=att.id, preparation=preparation_row(att.preparation),
-                         source=storage_row(att.storage),
-                         outputs=tuple(storage_row(s) for s in outputs))
-
-
-def load_ranges(job_id: int) -> tuple[RangeRow, ...]:
-    """A pack job's ranges with their files, in range-id order (the order of the CAR)."""
-    query = (FileRange.select(FileRange, File).join(File)
-             .where(FileRange.job == job_id).order_by(FileRange.id))
-    return tuple(RangeRow(id=r.id, offset=r.offset, length=r.length, cid=r.cid,
-                          job_id=r.job_id, file=file_row(r.file)) for r in query)
-
-
-def _load(job_id: int) -> JobRow | None:
-    job = Job.get_or_none(Job.id == job_id)
-    if job is None:
-        return None
-    attachment = load_attachment(job.attachment_id) if job.attachment_id is not None else None
-    ranges = load_ranges(job.id) if job.type == JobType.PACK else ()
-    return job_row(job, attachment, ranges)
 
 
 @retrying
@@ -107,7 +59,7 @@ def load_job(db: Database, job_id: int) -> JobRow | None:
 
     The same loader the claim uses. None when the job does not exist.
     """
-    return _load(job_id)
+    return load_job_row(db, job_id)
 
 
 @retrying
@@ -133,8 +85,11 @@ def job_states(db: Database, job_ids: Iterable[int]) -> dict[int, str]:
 # The claim.
 
 def _claim_one(db: Database, job_type: str, worker_id: str, max_attempts: int,
-               now: dt.datetime) -> tuple[int, str, int] | None:
-    """Claim (or quarantine) the lowest claimable job of one type: (id, state, attempts)."""
+               now: dt.datetime, prefix: str = "") -> JobRow | None:
+    """Claim (or quarantine) the lowest claimable job of one type, loaded.
+
+    `prefix`: PostgreSQL statements sent ahead in the same round trip.
+    """
     stamp = Job.claimed_at.db_value(now)
     over = "attempts >= {p}"
     set_clause = f"""
@@ -153,22 +108,66 @@ def _claim_one(db: Database, job_type: str, worker_id: str, max_attempts: int,
                   max_attempts, stamp]
     if db.is_postgres:
         # Row locks: SKIP LOCKED lets concurrent claimers pass over each other's candidate,
-        # and the lock holds until the UPDATE in the same statement has written it.
-        sql = (f"WITH candidate AS ({candidate} FOR UPDATE SKIP LOCKED) "
-               f"UPDATE jobs SET {set_clause} FROM candidate WHERE jobs.id = candidate.id "
-               "RETURNING jobs.id, jobs.state, jobs.attempts").replace("{p}", "%s")
-        params = [job_type, stamp, *set_params]  # the CTE comes first in the text
-    else:
-        # No row locks in SQLite: one atomic UPDATE inside the IMMEDIATE transaction, which
-        # already holds the database's write lock, so no other writer can interleave.
-        sql = (f"UPDATE jobs SET {set_clause} WHERE id = ({candidate}) "
-               "RETURNING id, state, attempts").replace("{p}", "?")
-        params = [*set_params, job_type, stamp]
-    row = db.pw.execute_sql(sql, params).fetchone()
-    return (row[0], row[1], row[2]) if row else None
+        # and the lock holds until the UPDATE in the same statement has written it. One
+        # round trip: the claimed row comes back joined with its attachment and outputs.
+        sql = prefix + (f"WITH candidate AS ({candidate} FOR UPDATE SKIP LOCKED), "
+               f"claimed AS (UPDATE jobs SET {set_clause} FROM candidate "
+               "WHERE jobs.id = candidate.id RETURNING jobs.*) "
+               f"SELECT {select_list('j', JOB_COLUMNS)}, {ATTACHMENT_SELECT}, "
+               f"{PG_OUTPUTS_JSON} FROM claimed j{attachment_join('j')}").replace("{p}", "%s")
+        row = db.pw.execute_sql(sql, [job_type, stamp, *set_params]).fetchone()
+        if row is None:
+            return None
+        if row[2] != JobState.PROCESSING:
+            return job_from(row[:len(JOB_COLUMNS)])
+        return finish_row(db, row, ranges=False)
+    # No row locks in SQLite: one atomic UPDATE inside the IMMEDIATE transaction, which
+    # already holds the database's write lock, so no other writer can interleave. SQLite
+    # has no UPDATE inside a WITH, so the attachment is read by a second statement.
+    sql = (f"UPDATE jobs SET {set_clause} WHERE id = ({candidate}) "
+           f"RETURNING {', '.join(JOB_COLUMNS)}").replace("{p}", "?")
+    row = db.pw.execute_sql(sql, [*set_params, job_type, stamp]).fetchone()
+    if row is None:
+        return None
+    if row[2] != JobState.PROCESSING:
+        return job_from(row)
+    return load_job_row(db, row[0], ranges=False)
 
 
-@retrying
+def _adopt(db: Database, worker_id: str) -> JobRow | None:
+    """A job already processing under `worker_id`: our own claim whose commit went through
+    although the connection broke before we heard so. Checked only when retrying a claim."""
+    p = "%s" if db.is_postgres else "?"
+    row = db.pw.execute_sql(f"SELECT id FROM jobs WHERE worker_id = {p} AND state = "
+                            f"'processing' ORDER BY id LIMIT 1", (worker_id,)).fetchone()
+    return load_job_row(db, row[0], ranges=False) if row else None
+
+
+def _claim_tx(db: Database, worker_id: str, types: Sequence[str], max_attempts: int,
+              now: dt.datetime, adopt: bool) -> JobRow | None:
+    """The claim's one transaction: the job, loaded without its ranges, or None."""
+    with db.atomic():
+        # PostgreSQL: losing a claim in a server crash is harmless (the job is claimable
+        # again, and the worker's later compare-and-set fails), so the claim's commit need
+        # not wait for the WAL flush; the completion, with its results, still does. Sent
+        # with the first claim statement to save a round trip.
+        prefix = "SET LOCAL synchronous_commit = off; " if db.is_postgres else ""
+        if adopt and (mine := _adopt(db, worker_id)) is not None:
+            return mine
+        for job_type in types:
+            while True:
+                job = _claim_one(db, job_type, worker_id, max_attempts, now, prefix)
+                prefix = ""
+                if job is None:
+                    break
+                if job.state != JobState.ERROR:
+                    return job
+                logger.bind(job_id=job.id, action="claim").warning(
+                    "job {} quarantined after {} attempts that never finished",
+                    job.id, job.attempts)
+    return None
+
+
 def claim_job(db: Database, worker_id: str, types: Sequence[str] = CLAIM_ORDER, *,
               max_attempts: int, now: dt.datetime | None = None) -> JobRow | None:
     """Claim one job for `worker_id`, trying `types` in the order given.
@@ -178,20 +177,22 @@ def claim_job(db: Database, worker_id: str, types: Sequence[str] = CLAIM_ORDER, 
     `max_attempts` are moved to `error` on the way and never returned.
     """
     now = now or utcnow()
-    with db.atomic():
-        for job_type in types:
-            while True:
-                hit = _claim_one(db, job_type, worker_id, max_attempts, now)
-                if hit is None:
-                    break
-                job_id, state, attempts = hit
-                if state == JobState.ERROR:
-                    logger.bind(job_id=job_id, action="claim").warning(
-                        "job {} quarantined after {} attempts that never finished",
-                        job_id, attempts)
-                    continue
-                return _load(job_id)
-    return None
+    tries = itertools.count()
+
+    def once(db: Database) -> JobRow | None:
+        return _claim_tx(db, worker_id, types, max_attempts, now, adopt=next(tries) > 0)
+
+    claimed = with_retry(once, db, what="claim_job")
+    if claimed is None or claimed.type != JobType.PACK:
+        return claimed
+    # The ranges are read after the commit (SPEC §3), keeping the claim short. They cannot
+    # change under us: only this job's worker writes them, and the job is ours.
+    return dataclasses.replace(claimed, ranges=_ranges(db, claimed.id))
+
+
+@retrying
+def _ranges(db: Database, job_id: int) -> tuple:
+    return load_ranges(db, job_id)
 
 
 # ---------------------------------------------------------------------------------------
@@ -221,12 +222,15 @@ def complete_job(db: Database, job_id: int, worker_id: str,
     error re-raised.
     """
     now = now or utcnow()
+    values = dict(state=JobState.COMPLETE, worker=None, error_message="",
+                  error_stack_trace="", not_before=None, updated_at=now)
+    if apply is None:
+        # One statement is its own transaction: no BEGIN/COMMIT round trips to pay.
+        return _cas(job_id, worker_id, "complete", **values)
     with db.atomic():
-        if not _cas(job_id, worker_id, "complete", state=JobState.COMPLETE, worker=None,
-                    error_message="", error_stack_trace="", not_before=None, updated_at=now):
+        if not _cas(job_id, worker_id, "complete", **values):
             return False
-        if apply is not None:
-            apply()
+        apply()
     return True
 
 
