@@ -363,19 +363,18 @@ def test_native_update_releases_the_gil(native) -> None:  # type: ignore[no-unty
     assert spins > 10_000
 
 
-def _run_threads(native, data: bytes, threads: int) -> list[tuple[float, float]]:  # type: ignore[no-untyped-def]
-    """(start, end) of update() in each of `threads` threads started together."""
+def _run_threads(work: Callable[[], None], threads: int) -> list[tuple[float, float]]:
+    """(start, end) of `work` in each of `threads` threads started together."""
     barrier = threading.Barrier(threads)
     spans: list[tuple[float, float]] = []
 
-    def work() -> None:
-        cp = native.CommP()
+    def run() -> None:
         barrier.wait()
         start = time.perf_counter()
-        cp.update(data)
+        work()
         spans.append((start, time.perf_counter()))
 
-    pool = [threading.Thread(target=work) for _ in range(threads)]
+    pool = [threading.Thread(target=run) for _ in range(threads)]
     for t in pool:
         t.start()
     for t in pool:
@@ -383,26 +382,35 @@ def _run_threads(native, data: bytes, threads: int) -> list[tuple[float, float]]
     return spans
 
 
+def _speedup(work: Callable[[], None]) -> float:
+    """Throughput of two threads running `work` at once, over one thread's."""
+    ((s1, e1),) = _run_threads(work, 1)
+    two = _run_threads(work, 2)
+    return 2 * (e1 - s1) / (max(e for _, e in two) - min(s for s, _ in two))
+
+
 def test_two_threads_hash_at_the_same_time(native) -> None:  # type: ignore[no-untyped-def]
     # Holds on a busy machine too: with the GIL held the two updates could not overlap.
-    (a0, a1), (b0, b1) = _run_threads(native, bytes(32 * MiB), 2)
+    data = bytes(32 * MiB)
+    (a0, a1), (b0, b1) = _run_threads(lambda: native.CommP().update(data), 2)
     overlap = min(a1, b1) - max(a0, b0)
     assert overlap > 0.5 * min(a1 - a0, b1 - b0)
 
 
 @pytest.mark.slow
 def test_two_threads_hash_nearly_twice_as_fast_as_one(native) -> None:  # type: ignore[no-untyped-def]
-    # NOTE: other processes may share the 2 cores, so up to 5 attempts; the best one counts.
+    # NOTE: other processes may take one of the 2 cores, so up to 5 attempts, the best
+    # counting. If even hashlib's bulk SHA-256 (which releases the GIL) cannot get 1.5x
+    # then, the machine has no second core to give, and commP must scale as well as it does.
     data = bytes(64 * MiB)
-    best = 0.0
+    best = control = 0.0
     for _ in range(5):
-        (one,) = _run_threads(native, data, 1)
-        two = _run_threads(native, data, 2)
-        wall_two = max(e for _, e in two) - min(s for s, _ in two)
-        best = max(best, 2 * (one[1] - one[0]) / wall_two)
+        best = max(best, _speedup(lambda: native.CommP().update(data)))
         if best >= 1.5:
-            break
-    assert best >= 1.5, f"two threads only {best:.2f}x one thread's throughput"
+            return
+        control = max(control, _speedup(lambda: hashlib.sha256(memoryview(data)[: 16 * MiB]).digest()))
+    assert control < 1.5 and best >= 0.9 * control, (
+        f"two threads: commP {best:.2f}x, hashlib {control:.2f}x one thread's throughput")
 
 
 def test_one_object_fed_from_two_threads_at_once_raises(native) -> None:  # type: ignore[no-untyped-def]
