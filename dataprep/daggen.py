@@ -64,6 +64,7 @@ def daggen_handler(job: JobRow, ctx: JobContext) -> JobOutcome:
             ctx.progress(sink.offset, 0)
         if sink.offset <= HEADER_LEN:
             logger.info("daggen job {}: nothing to export", job.id)
+            sink.close()
             if output is not None:
                 output.abort()
         else:
@@ -73,6 +74,7 @@ def daggen_handler(job: JobRow, ctx: JobContext) -> JobOutcome:
                     output.write_zeros(piece.zeros_to_write)
                 storage_path = output.finish(piece.name)
     except BaseException:
+        sink.close()
         if output is not None:
             output.abort()
         raise

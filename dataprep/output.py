@@ -24,7 +24,7 @@ from storage.rows import StorageRow
 
 TEMP_PREFIX = ".pieceworks-"
 TEMP_SUFFIX = ".car.tmp"
-WRITE_BUFFER = 4 << 20
+WRITE_BUFFER = 256 << 10  # small writes batched; 1 MiB leaves go straight through
 
 
 def choose_output(outputs: Sequence[StorageRow], rng: random.Random | None = None

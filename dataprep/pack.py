@@ -224,8 +224,8 @@ def pack_handler(job: JobRow, ctx: JobContext) -> JobOutcome:
     source = source_for(att.source.type, att.source.path, cfg)
     output = CarOutput(out_storage.path, job.id) if out_storage is not None else None
     started = time.monotonic()
+    sink = CarSink(output)
     try:
-        sink = CarSink(output)
         stream = _Stream(sink, record=not prep.no_inline)
         packer = _Packer(job, ctx, source, stream,
                          retries=int(_client_float(cfg, "retryMaxCount", 10)),
@@ -244,6 +244,7 @@ def pack_handler(job: JobRow, ctx: JobContext) -> JobOutcome:
                 output.write_zeros(piece.zeros_to_write)
             storage_path = output.finish(piece.name)
     except BaseException:
+        sink.close()
         if output is not None:
             output.abort()
         raise

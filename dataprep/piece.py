@@ -5,6 +5,8 @@ when there is an output storage, the temp file, and it counts the CAR length.
 """
 from __future__ import annotations
 
+import queue
+import threading
 from dataclasses import dataclass
 
 from dataprep import commp
@@ -22,18 +24,67 @@ def next_pow2(x: int) -> int:
 
 
 class CarSink:
-    """Where CAR bytes go: commP always, the output file when there is one."""
+    """Where CAR bytes go: commP always, the output file when there is one.
+
+    commP (the slowest stage) runs on its own thread: the kernel releases the GIL, so on
+    two cores reading, hashing and writing overlap with it. Data handed to `write` may be
+    a view of a buffer the caller reuses, so it is copied (a memcpy, cheap next to commP)
+    before it is queued; the queue is bounded, so memory stays a few MiB.
+    Call `digest()` once at the end, or `close()` to stop early.
+    """
+
+    QUEUE_DEPTH = 3
 
     def __init__(self, output: CarOutput | None) -> None:
         self.output = output
-        self.commp = commp.CommP()
         self.offset = 0
+        self._commp = commp.CommP()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(self.QUEUE_DEPTH)
+        self._error: BaseException | None = None
+        self._small = bytearray()
+        self._thread = threading.Thread(target=self._feed, name="commp", daemon=True)
+        self._thread.start()
+
+    def _feed(self) -> None:
+        while True:
+            data = self._queue.get()
+            if data is None:
+                return
+            if self._error is None:
+                try:
+                    self._commp.update(data)
+                except BaseException as exc:  # noqa: BLE001 - re-raised by digest()
+                    self._error = exc
 
     def write(self, data: bytes | memoryview) -> None:
         if self.output is not None:
             self.output.write(data)
-        self.commp.update(data)
-        self.offset += len(data)
+        n = len(data)
+        self.offset += n
+        if n < 4096:
+            self._small += data  # batch block prefixes and small blocks
+            return
+        self._flush_small()
+        self._queue.put(bytes(data))
+
+    def _flush_small(self) -> None:
+        if self._small:
+            self._queue.put(bytes(self._small))
+            self._small.clear()
+
+    def close(self) -> None:
+        """Stop the commP thread (idempotent)."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def digest(self) -> tuple[bytes, int]:
+        """(commitment, natural padded piece size) of everything written."""
+        self._flush_small()
+        self.close()
+        if self._error is not None:
+            raise self._error
+        return self._commp.digest()
 
 
 @dataclass(frozen=True)
@@ -74,7 +125,7 @@ def finish_piece(sink: CarSink, min_piece_size: int, *, may_pad: bool) -> Piece:
     if car_len <= MIN_COMMP_INPUT:
         raise NoContent("no content to pack")
     min_size = min_piece_size or MiB
-    commitment, natural = sink.commp.digest()
+    commitment, natural = sink.digest()
     piece_size = max(natural, min_size)
     if natural < piece_size:
         commitment = commp.pad_commp(commitment, natural, piece_size)
