@@ -67,11 +67,11 @@ class AppState:
 
 
 def open_database(url: str) -> Database:
-    """Connect; create the schema of a new database; refuse a schema of another version."""
+    """Connect; create or upgrade the schema (DESIGN: automatically at start); refuse a newer one."""
     from storage import schema
 
     db = connect(url)
-    if schema.schema_version(db) == 0:
+    if schema.schema_version(db) < schema.SCHEMA_VERSION:
         schema.init_schema(db)
     schema.check_schema(db)
     return db

@@ -198,3 +198,12 @@ def test_database_flag_beats_environment_beats_config_file(invoke, tmp_path):
 def test_help_works_even_with_a_broken_config(invoke, tmp_path):
     (tmp_path / "config.toml").write_text("not toml [")
     assert invoke("prep", "list", "--help").exit_code == 0
+
+
+def test_a_newer_schema_is_refused_in_one_line(invoke, db_url, db):
+    from storage.models import SchemaMigration
+
+    SchemaMigration.insert(version=999).execute()
+    result = invoke("--database", db_url, "prep", "list")
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, "schema version 999", "upgrade pieceworks")
