@@ -33,7 +33,7 @@ TTY_EVERY_S = 0.5
 class Progress:
     """Turns successive status snapshots into one line: files, bytes, MB/s, pieces, ETA."""
 
-    phase: str = "scan"
+    phase: str = JobType.SCAN
     started: float = field(default_factory=time.monotonic)
     samples: list[tuple[float, int]] = field(default_factory=list)
 
@@ -105,11 +105,19 @@ class ProgressPrinter(threading.Thread):
 
 def _run_until_done(state: AppState, concurrency: int, printer: ProgressPrinter,
                     phase: str) -> None:
+    """Run the pool on one job type until no job of it is left.
+
+    One type per run: with exit-on-complete a worker that finds nothing to claim stops, so
+    a pool started while only the scan job exists would pack with a single worker.
+    """
     from actors.pool import run_pool
 
     printer.progress.phase = phase
     config = state.config(worker__concurrency=concurrency, worker__exit_on_complete=True,
-                          worker__min_interval=0.2, worker__max_interval=1.0)
+                          worker__min_interval=0.2, worker__max_interval=1.0,
+                          worker__enable_scan=phase == JobType.SCAN,
+                          worker__enable_pack=phase == JobType.PACK,
+                          worker__enable_dag=phase == JobType.DAGGEN)
     # run_pool connects its own database, which re-points every model at it; ours is closed
     # first and opened again after, so that this thread's transactions and queries use one
     # connection (else a transaction here would wait on a query of our own: "locked").
@@ -157,18 +165,14 @@ def ez_prep(state: AppState, source: str, output: str, max_size: int, concurrenc
     printer = ProgressPrinter(state, prep.name, sys.stderr)
     printer.start()
     try:
-        _run_until_done(state, concurrency, printer, "scan+pack")
-        failed = _failed_jobs(state, prep.name)
-        if failed:
-            fail(f"{len(failed)} job(s) failed, first: job {failed[0].id} ({failed[0].type}): "
-                 f"{failed[0].error_message}")
-        db = state.db()
-        catalog.start_daggen(db, prep.name)
-        _run_until_done(state, concurrency, printer, "daggen")
-        failed = _failed_jobs(state, prep.name)
-        if failed:
-            fail(f"{len(failed)} job(s) failed, first: job {failed[0].id} ({failed[0].type}): "
-                 f"{failed[0].error_message}")
+        for phase in (JobType.SCAN, JobType.PACK, JobType.DAGGEN):
+            if phase == JobType.DAGGEN:
+                catalog.start_daggen(state.db(), prep.name)
+            _run_until_done(state, 1 if phase == JobType.SCAN else concurrency, printer, phase)
+            failed = _failed_jobs(state, prep.name)
+            if failed:
+                fail(f"{len(failed)} job(s) failed, first: job {failed[0].id} "
+                     f"({failed[0].type}): {failed[0].error_message}")
     finally:
         printer.finish()
     db = state.db()
