@@ -18,6 +18,7 @@ from loguru import logger
 from dataprep.car import car_header
 from dataprep.cid import EMPTY_FILE_CID, RAW_PREFIX, encode_uvarint
 from dataprep.context import JobContext, JobOutcome
+from dataprep.dirtree import update_directories
 from dataprep.errors import DataprepError, FileModified, JobCancelled, SourceError
 from dataprep.output import CarOutput, choose_output, remove_unreferenced
 from dataprep.piece import CarSink, finish_piece
@@ -168,7 +169,10 @@ class _Packer:
                     fobj.close()
                     if self.ctx.cancel.wait(self.delay):
                         raise JobCancelled(f"pack job {self.job.id} cancelled") from exc
-                    fobj = self._open(path, pos)
+                    try:
+                        fobj = self._open(path, pos)
+                    except OSError as again:
+                        raise SourceError(f"cannot reopen {path}: {again.strerror}") from again
                     continue
                 if n == 0:
                     if remaining > 0:
@@ -260,7 +264,6 @@ def pack_handler(job: JobRow, ctx: JobContext) -> JobOutcome:
         blocks=result.blocks, update_dag=not prep.no_dag)
 
     def apply() -> None:
-        from dataprep.dirtree import update_directories
         updated = packing.write_pack_result(ctx.db, record, assemble_file)
         if record.update_dag and updated:
             update_directories(ctx.db, att.id, updated)

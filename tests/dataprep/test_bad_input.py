@@ -248,3 +248,49 @@ def test_a_file_replaced_by_a_fifo_fails_the_pack_without_blocking(db, make_src)
     with pytest.raises(SourceError, match="a.txt is no longer a regular file"):
         run_job(db, pack_id)
     _nothing_recorded()
+
+
+class _FlakyReader:
+    """A real file whose reads fail with EIO a given number of times (a disk or network
+    error cannot be produced on demand on a local filesystem)."""
+
+    def __init__(self, fobj, failures: list[int]) -> None:
+        self._fobj = fobj
+        self._failures = failures
+
+    def readinto(self, view) -> int:
+        if self._failures[0] > 0:
+            self._failures[0] -= 1
+            raise OSError(5, "Input/output error")
+        return self._fobj.readinto(view)
+
+    def close(self) -> None:
+        self._fobj.close()
+
+
+@pytest.mark.parametrize("failures,ok", [(2, True), (4, False)])
+def test_read_errors_are_retried_by_reopening_then_fail_naming_the_file(
+        db, make_src, monkeypatch, log_lines, failures, ok):
+    import dataprep.pack as pack  # noqa: PLC0415
+    from dataprep.source import LocalSource  # noqa: PLC0415
+    data = os.urandom(3 << 20)
+    src, _, _ = make_src({"f.bin": data})
+    set_client_config(db, src.storage_id, {"retryMaxCount": 3, "retryDelay": 0})
+    (pack_id,) = _scan(db, src)
+    left = [failures]
+
+    class Flaky(LocalSource):
+        def open(self, path, offset=0):
+            return _FlakyReader(super().open(path, offset), left)
+
+    monkeypatch.setattr(pack, "source_for", lambda kind, path, cfg: Flaky(path))
+    if not ok:
+        with pytest.raises(SourceError, match="cannot read f.bin at offset 0"):
+            run_job(db, pack_id)
+        _nothing_recorded()
+        return
+    assert run_job(db, pack_id).completed
+    assert sum("read error on f.bin" in m for m in log_lines) == failures
+    from dataprep.unixfs import file_dag_from_chunks  # noqa: PLC0415
+    chunks = [data[i:i + (1 << 20)] for i in range(0, len(data), 1 << 20)]
+    assert File.get().cid == file_dag_from_chunks(chunks)[0].root_cid
