@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 
 from storage import jobs
-from storage.models import Job, JobState, Worker, utcnow
+from storage.models import Job, Worker, utcnow
 from tests.factories import (make_job, make_pack_job, make_source, make_worker)
 
 
