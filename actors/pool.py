@@ -44,6 +44,7 @@ from storage.models import utcnow
 
 EXIT_OK, EXIT_FAILURE, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 130, 143
 _POLL = 0.05  # seconds between the main thread's checks (signals need it awake)
+STOP_WAIT = 2.0  # seconds to let the actors finish their last message before cleanup
 
 
 def dump_stacks(signum: int | None = None, frame: FrameType | None = None) -> None:
@@ -98,10 +99,11 @@ def run_pool(config: Config, *, handlers: Mapping[str, Handler] | None = None,
         db = connect(config.database.url)
     ledger = Ledger()
     done = threading.Event()
-    result = {"code": EXIT_OK}
+    result: dict[str, Any] = {"code": EXIT_OK, "children": []}
 
-    def on_done(code: int) -> None:
+    def on_done(code: int, children: list[Any]) -> None:
         result["code"] = code
+        result["children"] = children
         done.set()
 
     state = _SignalState()
@@ -125,6 +127,7 @@ def run_pool(config: Config, *, handlers: Mapping[str, Handler] | None = None,
                 logger.error("the supervisor died without a result")
                 result["code"] = EXIT_FAILURE
                 break
+        _await_stopped(result["children"] + [supervisor], STOP_WAIT)
         cleanup(db, ledger, config.supervisor.shutdown_timeout)
     finally:
         _restore(previous)
@@ -158,6 +161,13 @@ def cleanup(db: Database, ledger: Ledger, budget: float) -> None:
     except Exception as exc:  # noqa: BLE001
         level = "WARNING" if is_outage(exc) else "ERROR"
         logger.log(level, "cleanup at shutdown incomplete: {}", exc)
+
+
+def _await_stopped(refs: list[Any], budget: float) -> None:
+    """Wait (bounded) until the actors have stopped, so cleanup does not race them."""
+    deadline = time.monotonic() + budget
+    for ref in refs:
+        ref.actor_stopped.wait(max(0.0, deadline - time.monotonic()))
 
 
 def _install(state: _SignalState) -> dict[int, Any]:

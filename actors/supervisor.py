@@ -63,14 +63,15 @@ class Supervisor(pykka.ThreadingActor):
     """The root actor of a process (one per pool).
 
     Args:
-        on_done: called once, on the supervisor's thread, with the pool's exit code.
+        on_done: called once, on the supervisor's thread, with the pool's exit code and
+            the refs of the children it asked to stop.
         sweep_interval: seconds between liveness sweeps.
     """
 
     use_daemon_thread = True
 
     def __init__(self, *, db: Database, config: Config, ledger: Ledger,
-                 handlers: Mapping[str, Handler], on_done: Callable[[int], None],
+                 handlers: Mapping[str, Handler], on_done: Callable[[int, list[Any]], None],
                  clock: Callable[[], dt.datetime], signals: PoolSignals | None = None,
                  hooks: Any = None, sweep_interval: float = SWEEP_INTERVAL) -> None:
         super().__init__()
@@ -266,7 +267,7 @@ class Supervisor(pykka.ThreadingActor):
                     pass
         note(self.signals, "finished", exit_code=exit_code)
         try:
-            self.on_done(exit_code)
+            self.on_done(exit_code, self.child_refs())
         finally:
             self.stop()
 

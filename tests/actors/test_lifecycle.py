@@ -82,6 +82,7 @@ def test_pool_survives_repeated_start_and_stop(db_url):
     db = connect(db_url)
     ids = _jobs(db, 30)
     baseline = threading.active_count()
+    actors_before = set(map(id, pykka.ActorRegistry.get_all()))
     for _ in range(8):
         pool = PoolHarness(test_config(db_url, concurrency=3), Script(), db=db).start()
         asked = time.monotonic()
@@ -89,7 +90,7 @@ def test_pool_survives_repeated_start_and_stop(db_url):
         assert time.monotonic() - asked < 2.0  # nobody waits for the shutdown timeout
         assert worker_count(db) == 0
         assert set(states(db, ids).values()) <= {"ready", "complete"}
-    assert wait_for(lambda: not pykka.ActorRegistry.get_all(), 5)
+    assert wait_for(lambda: not set(map(id, pykka.ActorRegistry.get_all())) - actors_before, 5)
     assert wait_for(lambda: threading.active_count() <= baseline, 5)
     pool = PoolHarness(test_config(db_url, concurrency=3, exit_on_complete=True), Script(),
                        db=db).start()
