@@ -96,8 +96,14 @@ def fail(message: str) -> NoReturn:
     raise CliError(message)
 
 
+def squash(text: str) -> str:
+    """Any message on one line."""
+    return " ".join(text.split())
+
+
 def one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    """An exception's message on one line (an OSError's with its file name)."""
+    text = squash(str(exc)) or type(exc).__name__
     if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in text:
         text = f"{text}: {exc.filename}"
     return text
@@ -120,10 +126,10 @@ class RootGroup(click.Group):
             hint = ""
             if exc.ctx is not None:
                 hint = f" (try '{exc.ctx.command_path} --help')"
-            click.echo(f"Error: {one_line(_Message(exc.format_message()))}{hint}", err=True)
+            click.echo(f"Error: {squash(exc.format_message())}{hint}", err=True)
             code = exc.exit_code
         except click.ClickException as exc:
-            click.echo(f"Error: {one_line(_Message(exc.format_message()))}", err=True)
+            click.echo(f"Error: {squash(exc.format_message())}", err=True)
             code = exc.exit_code
         except USER_ERRORS as exc:
             if _debug():
@@ -145,10 +151,6 @@ class RootGroup(click.Group):
         if standalone_mode:
             sys.exit(code)
         return code
-
-
-class _Message(Exception):
-    pass
 
 
 # The state of the run in progress, for the error handler (which runs after the context is

@@ -207,3 +207,23 @@ def test_a_newer_schema_is_refused_in_one_line(invoke, db_url, db):
     result = invoke("--database", db_url, "prep", "list")
     assert result.exit_code == 1
     assert_one_line_error(result.stderr, "schema version 999", "upgrade pieceworks")
+
+
+def test_a_bug_is_one_line_and_its_traceback_shows_only_at_debug(invoke, tmp_path,
+                                                                 monkeypatch):
+    from storage import catalog
+
+    def broken(db):
+        raise RuntimeError("boom")
+
+    # A bug cannot be provoked through the real code, so this one is planted.
+    monkeypatch.setattr(catalog, "list_storages", broken)
+    url = f"sqlite:///{tmp_path / 'pw.db'}"
+    assert invoke("--database", url, "db", "init").exit_code == 0
+    result = invoke("--database", url, "storage", "list")
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, "internal error: RuntimeError: boom",
+                          "--log-level DEBUG")
+    debug = invoke("--database", url, "--log-level", "DEBUG", "storage", "list")
+    assert debug.exit_code == 1
+    assert "Traceback" in debug.stderr and "RuntimeError: boom" in debug.stderr
