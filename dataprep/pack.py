@@ -1,7 +1,8 @@
 """The pack job (SPEC §7): stream a job's ranges into one CAR, compute its piece.
 
 The CAR is read and written once, in 1 MiB leaves: each chunk is read with `readinto`
-into one reused buffer, hashed with hashlib, and handed to the sink (commP + output file).
+into one reused buffer, hashed with hashlib, and handed to the sink (the output file, and
+commP on its own thread; see `dataprep.piece.CarSink`).
 Memory holds one chunk, the links of the current range, and one small record per block
 (for car_blocks rows), never the data. Nothing the job writes to the database is visible
 before its completion: the rows are written by the outcome's `apply` (storage/packing.py,

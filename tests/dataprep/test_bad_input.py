@@ -294,3 +294,57 @@ def test_read_errors_are_retried_by_reopening_then_fail_naming_the_file(
     from dataprep.unixfs import file_dag_from_chunks  # noqa: PLC0415
     chunks = [data[i:i + (1 << 20)] for i in range(0, len(data), 1 << 20)]
     assert File.get().cid == file_dag_from_chunks(chunks)[0].root_cid
+
+
+def test_two_jobs_producing_the_same_piece_share_one_file(db, tmp_path):
+    from tests.dataprep.conftest import write_tree  # noqa: PLC0415
+    from tests.factories import make_output, make_source, make_storage  # noqa: PLC0415
+    out = tmp_path / "shared-out"
+    out.mkdir()
+    data = {"same.bin": os.urandom(300_000)}
+    srcs = []
+    for i in range(2):
+        root = write_tree(tmp_path / f"src{i}", data)
+        src = make_source(db, source_path=str(root))
+        make_output(db, src.preparation_id, make_storage(db, path=str(out)))
+        srcs.append(src)
+    errors = []
+
+    def work(src) -> None:
+        try:
+            scan_and_pack(db, src)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            db.close()
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in srcs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    cars = list(Car.select())
+    assert len(cars) == 2 and cars[0].storage_path == cars[1].storage_path
+    assert os.listdir(out) == [cars[0].storage_path]
+    assert os.path.getsize(out / cars[0].storage_path) == cars[0].file_size
+
+
+def test_a_daggen_that_lost_its_compare_and_set_removes_its_car_and_marks_nothing(
+        db, make_src):
+    from dataprep.context import JobContext  # noqa: PLC0415
+    from dataprep.handlers import HANDLERS  # noqa: PLC0415
+    from storage.jobs import complete_job, load_job  # noqa: PLC0415
+    from tests.dataprep.conftest import mark_processing  # noqa: PLC0415
+    src, _, outs = make_src({"a.txt": b"a" * 500}, outputs=1)
+    scan_and_pack(db, src)
+    before = set(os.listdir(outs[0]))
+    dag_id = make_job(db, src.attachment_id, JobType.DAGGEN)
+    worker = mark_processing(db, dag_id)
+    outcome = HANDLERS["daggen"](load_job(db, dag_id), JobContext(db=db, worker_id=worker))
+    assert len(os.listdir(outs[0])) == len(before) + 1
+    assert not complete_job(db, dag_id, "not-the-owner", outcome.apply)
+    outcome.discard()
+    assert set(os.listdir(outs[0])) == before
+    assert Car.select().where(Car.piece_type == "dag").count() == 0
+    assert Directory.select().where(Directory.exported == True).count() == 0  # noqa: E712
