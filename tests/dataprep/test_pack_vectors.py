@@ -10,11 +10,14 @@ import pytest
 
 from dataprep.cid import cid_from_str, cid_to_str
 from dataprep.commp import piece_cid_str
+from dataprep.context import JobContext
+from dataprep.scan import scan_handler
 from storage import scanning
+from storage.jobs import load_job
 from storage.models import Car, CarBlock, Directory, File, FileRange, Job, JobType
 from tests.dataprep.conftest import run_job, scan_and_pack
 from tests.factories import make_job
-from tests.vectors import car_vector, file_vector, stream, vectors
+from tests.vectors import car_vector, stream, vectors
 
 MiB = 1 << 20
 
@@ -28,9 +31,6 @@ def _write(path, seed: str, size: int) -> None:
 
 def _scan_unassigned(db, src) -> None:
     """Record the tree's files and ranges without grouping them into pack jobs."""
-    from dataprep.scan import scan_handler  # noqa: PLC0415
-    from dataprep.context import JobContext  # noqa: PLC0415
-    from storage.jobs import load_job  # noqa: PLC0415
     scan_handler(load_job(db, make_job(db, src.attachment_id, JobType.SCAN)), JobContext(db=db))
 
 
