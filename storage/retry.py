@@ -42,6 +42,8 @@ BASE_DELAY_S = 0.05
 MAX_DELAY_S = 2.0
 _STOP_POLL_S = 0.02
 
+_local = threading.local()  # .depth: how many with_retry calls this thread is inside
+
 # SQLSTATEs that mean "try the same transaction again".
 _RETRY_SQLSTATES = {"40001", "40P01"}
 # SQLSTATE classes/codes that mean the connection is gone or the server is (re)starting.
@@ -168,6 +170,18 @@ def with_retry(fn: Callable[..., T], *args: object, attempts: int = DEFAULT_ATTE
     name = what or getattr(fn, "__name__", "database operation")
     db = next((a for a in args if isinstance(a, Database)), None)
     url = db.url if db is not None else ""
+    outer = getattr(_local, "depth", 0)
+    _local.depth = outer + 1  # retrying functions called by `fn` run once: we retry them
+    try:
+        return _attempt(fn, args, kwargs, attempts, base_delay, max_delay, stop, name, db,
+                        url)
+    finally:
+        _local.depth = outer
+
+
+def _attempt(fn: Callable[..., T], args: tuple, kwargs: dict, attempts: int,
+             base_delay: float, max_delay: float, stop: Callable[[], bool] | None, name: str,
+             db: Database | None, url: str) -> T:
     for attempt in range(max(1, attempts)):
         try:
             return fn(*args, **kwargs)
@@ -190,9 +204,6 @@ def with_retry(fn: Callable[..., T], *args: object, attempts: int = DEFAULT_ATTE
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-_local = threading.local()
-
-
 def retrying(fn: Callable[P, T]) -> Callable[P, T]:
     """Decorator: run `fn` through `with_retry` with the default policy.
 
@@ -204,12 +215,9 @@ def retrying(fn: Callable[P, T]) -> Callable[P, T]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         db = next((a for a in args if isinstance(a, Database)), None)
         if getattr(_local, "depth", 0) or (db is not None and db.pw.in_transaction()):
-            # Part of a caller's transaction: retrying here would retry half of it.
+            # Part of a caller's transaction or retried call: retrying here would retry
+            # half of it.
             return fn(*args, **kwargs)
-        _local.depth = 1
-        try:
-            return with_retry(fn, *args, **kwargs)
-        finally:
-            _local.depth = 0
+        return with_retry(fn, *args, **kwargs)
 
     return wrapper
