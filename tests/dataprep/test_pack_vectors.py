@@ -17,7 +17,7 @@ from storage.jobs import load_job
 from storage.models import Car, CarBlock, Directory, File, FileRange, Job, JobType
 from tests.dataprep.conftest import run_job, scan_and_pack
 from tests.factories import make_job
-from tests.vectors import car_vector, stream, vectors
+from tests.vectors import car_vector, file_vector, stream, vectors
 
 MiB = 1 << 20
 
@@ -202,3 +202,22 @@ def test_the_reference_directory_tree_gets_the_singularity_directory_cids(db, ma
         dirs["/".join(reversed(path))] = cid_to_str(d.cid)
     assert dirs.pop("") == style["rootCid"]
     assert dirs == style["dirs"]
+
+
+@pytest.mark.slow
+def test_the_1_gib_reference_file_of_exactly_1024_leaves_gets_its_reference_cid(tmp_path):
+    """One parent node with exactly 1024 links (SQLite only: the backend plays no part)."""
+    from storage.db import connect  # noqa: PLC0415
+    from storage.schema import init_schema  # noqa: PLC0415
+    from tests.factories import make_source  # noqa: PLC0415
+    vec = file_vector("size-1073741824")
+    db = connect(f"sqlite:///{tmp_path / 'big.db'}")
+    init_schema(db)
+    root = tmp_path / "src"
+    _write(root / "big.bin", vec["seed"], vec["size"])
+    src = make_source(db, source_path=str(root))
+    scan_and_pack(db, src)
+    assert cid_to_str(File.get().cid) == vec["fileCidSingularity"]
+    assert CarBlock.select().count() == 1024 + 1
+    (root / "big.bin").unlink()
+    db.close()
