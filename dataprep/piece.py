@@ -10,6 +10,7 @@ import threading
 from dataclasses import dataclass
 
 from dataprep import commp
+from dataprep.commp import next_pow2
 from dataprep.cid import cid_to_str
 from dataprep.errors import NoContent
 from dataprep.output import CarOutput
@@ -17,10 +18,6 @@ from dataprep.output import CarOutput
 MiB = 1 << 20
 MIN_COMMP_INPUT = 65
 
-
-def next_pow2(x: int) -> int:
-    """The smallest power of two >= x (next_pow2(0) = 1)."""
-    return 1 if x <= 1 else 1 << (x - 1).bit_length()
 
 
 class CarSink:

@@ -12,20 +12,18 @@ from typing import Iterable, Iterator
 
 from loguru import logger
 
+from dataprep.commp import next_pow2
 from dataprep.context import JobContext, JobOutcome
 from dataprep.errors import DataprepError, JobCancelled
 from dataprep.source import source_for
 from storage import scanning
+from storage.db import Database
 from storage.rows import JobRow
 
 MiB = 1 << 20
 GiB = 1 << 30
 CAR_HEADER_LEN = 59
 
-
-def next_pow2(x: int) -> int:
-    """The smallest power of two >= x (next_pow2(0) = 1)."""
-    return 1 if x <= 1 else 1 << (x - 1).bit_length()
 
 
 def split_size(max_size: int) -> int:
@@ -63,7 +61,7 @@ def group_ranges(ranges: Iterable[tuple[int, int]], max_size: int) -> Iterator[l
         yield ids
 
 
-def create_pack_jobs(db, attachment_id: int, max_size: int) -> list[int]:
+def create_pack_jobs(db: Database, attachment_id: int, max_size: int) -> list[int]:
     """Group every unassigned range of the attachment into new `ready` pack jobs."""
     return [scanning.create_pack_job(db, attachment_id, ids)
             for ids in group_ranges(scanning.iter_unassigned_ranges(db, attachment_id),
