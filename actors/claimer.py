@@ -71,7 +71,6 @@ class Claimer(SupervisedActor):
         self.progress: dict[int, tuple[str, int, int]] = {}  # latest unsent progress
         self.progress_written: dict[int, float] = {}
         self.next_heartbeat = 0.0
-        self.last_tick = 0.0
 
     # -- lifecycle (actor thread) ---------------------------------------------------------
 
@@ -237,10 +236,6 @@ class Claimer(SupervisedActor):
 
     def tick(self) -> None:
         now = time.monotonic()
-        # Ticks pile up while a call blocks (database outage); handle one per half interval.
-        if now - self.last_tick < self.config.worker.watch_interval / 2:
-            return
-        self.last_tick = now
         if now >= self.next_heartbeat:
             self.next_heartbeat = now + self.config.reaper.heartbeat_interval
             self.heartbeat()

@@ -63,8 +63,12 @@ class SupervisedActor(pykka.ThreadingActor):
             raise ActorCrashed(f"{self.name} failed to start: {exc!r}") from exc
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, Tick) and message.generation != self.generation:
-            return None  # a tick from a previous life of this actor
+        if isinstance(message, Tick):
+            if message.generation != self.generation:
+                return None  # a tick from a previous life of this actor
+            ticker = getattr(self, "ticker", None)
+            if ticker is not None:
+                ticker.ack()
         try:
             return self.handle(message)
         except Exception:

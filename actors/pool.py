@@ -128,7 +128,8 @@ def run_pool(config: Config, *, handlers: Mapping[str, Handler] | None = None,
                 result["code"] = EXIT_FAILURE
                 break
         _await_stopped(result["children"] + [supervisor], STOP_WAIT)
-        cleanup(db, ledger, config.supervisor.shutdown_timeout)
+        _bounded(cleanup, (db, ledger, config.supervisor.shutdown_timeout),
+                 config.supervisor.shutdown_timeout)
     finally:
         _restore(previous)
         db.close()
@@ -161,6 +162,20 @@ def cleanup(db: Database, ledger: Ledger, budget: float) -> None:
     except Exception as exc:  # noqa: BLE001
         level = "WARNING" if is_outage(exc) else "ERROR"
         logger.log(level, "cleanup at shutdown incomplete: {}", exc)
+
+
+def _bounded(fn: Callable[..., None], args: tuple, budget: float) -> None:
+    """Run `fn` on a daemon thread and wait at most `budget` seconds for it.
+
+    A database call can block far longer than a shutdown may take (SQLite's busy timeout
+    times the retries); the process then exits without it, and the reaper rescues the rest.
+    """
+    thread = threading.Thread(target=fn, args=args, name="pool-cleanup", daemon=True)
+    thread.start()
+    thread.join(budget)
+    if thread.is_alive():
+        logger.warning("cleanup did not finish within {}s; the reaper will rescue what is left",
+                       budget)
 
 
 def _await_stopped(refs: list[Any], budget: float) -> None:

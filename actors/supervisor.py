@@ -121,6 +121,8 @@ class Supervisor(pykka.ThreadingActor):
 
     def handle(self, message: Any) -> None:
         if isinstance(message, Tick):
+            if self.ticker is not None:
+                self.ticker.ack()
             self.sweep()
         elif isinstance(message, ActorDied):
             child = self.children.get(message.name)

@@ -4,6 +4,10 @@ pykka has no timers. Each actor that needs one starts a `Ticker` in `on_start` w
 generation it was given by the supervisor, and stops it in `on_stop`. A restarted actor gets
 a new generation, so a tick from its previous life (still in flight) is recognised and
 ignored. The ticker ends by itself when the actor is dead.
+
+At most one tick is in flight: the next is sent only after the actor has `ack()`ed the last
+one. An actor blocked in a long database call therefore finds one tick waiting, not a pile
+of them queued ahead of its stop message.
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ class Ticker:
         self._generation = generation
         self._immediate = immediate
         self._stopped = threading.Event()
+        self._in_flight = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> Ticker:
@@ -42,6 +47,10 @@ class Ticker:
     def stop(self) -> None:
         """Stop ticking (does not wait for the thread; it wakes and ends at once)."""
         self._stopped.set()
+
+    def ack(self) -> None:
+        """The actor handled a tick: the next one may be sent."""
+        self._in_flight.clear()
 
     @property
     def alive(self) -> bool:
@@ -55,6 +64,10 @@ class Ticker:
                 return
 
     def _tell(self) -> bool:
+        if self._in_flight.is_set():
+            # The last tick is still queued or being handled (or the actor died with it).
+            return self._ref.is_alive()
+        self._in_flight.set()
         try:
             self._ref.tell(Tick(self._generation))
         except pykka.ActorDeadError:

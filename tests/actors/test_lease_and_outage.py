@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from urllib.parse import urlsplit
 
 import psycopg2
@@ -125,3 +126,25 @@ def test_database_outage_backs_off_quietly_and_work_resumes(db_url, tmp_path, lo
     assert len(noisy) < 40, [r["message"] for r in noisy]
     assert pool.exit_code == 0
     assert worker_count(db) == 0
+
+
+def test_stopping_while_the_database_is_unreachable_finishes_within_a_bound(db_url, tmp_path):
+    db = connect(db_url)
+    ids = _jobs(db, 40)
+    outage = _Outage(db_url, tmp_path)
+    config = test_config(db_url, concurrency=2, shutdown_timeout=1.0)
+    pool = PoolHarness(config, Script(default=_slow), db=db).start()
+    try:
+        assert pool.wait_for(lambda: pool.signals.count("settled") >= 3, 10)
+        outage.begin()
+        try:
+            started = time.monotonic()
+            # shutdown_timeout for the workers, 2 s for the actors, shutdown_timeout for cleanup
+            assert pool.stop(8) == 0
+            assert time.monotonic() - started < 6
+        finally:
+            outage.end()
+    finally:
+        if pool.running:
+            pool.stop()
+    assert set(states(db, ids).values()) <= {"ready", "processing", "complete"}
