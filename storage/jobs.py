@@ -16,7 +16,8 @@ State model (SPEC §2, CONTRACTS.md "Job semantics decided for everyone"):
 - Pause and resume keep `worker_id`; the claim ignores the job until that worker calls
   `let_go` (or its row is deleted), so a resumed job never runs on two workers at once.
 
-Every public function is one whole transaction, retried by `storage.retry`.
+Every public function is one whole transaction (the claim: its transaction, then a read of
+a pack job's ranges), retried by `storage.retry`.
 """
 from __future__ import annotations
 
