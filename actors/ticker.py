@@ -38,6 +38,8 @@ class Ticker:
         self._immediate = immediate
         self._stopped = threading.Event()
         self._in_flight = threading.Event()
+        self.sent = 0       # ticks told
+        self.skipped = 0    # beats skipped because a tick was still in flight
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> Ticker:
@@ -66,8 +68,10 @@ class Ticker:
     def _tell(self) -> bool:
         if self._in_flight.is_set():
             # The last tick is still queued or being handled (or the actor died with it).
+            self.skipped += 1
             return self._ref.is_alive()
         self._in_flight.set()
+        self.sent += 1
         try:
             self._ref.tell(Tick(self._generation))
         except pykka.ActorDeadError:

@@ -7,10 +7,12 @@ import time
 
 import pykka
 
+from actors.failures import SupervisedActor
 from actors.messages import Tick
 from actors.testing import Faults, PoolHarness, Script, test_config, wait_for
 from actors.ticker import Ticker
 from storage.db import connect
+from storage.models import utcnow
 from tests.actors.conftest import all_in, states, worker_count
 from tests.factories import make_jobs, make_source
 
@@ -23,26 +25,64 @@ def _jobs(db, count: int) -> list[int]:
 
 
 class TickRecorder(pykka.ThreadingActor):
+    """Acks each tick after its (slow) handling, like the pool's actors do."""
+
     use_daemon_thread = True
 
-    def __init__(self, generation: int, seen: queue.Queue) -> None:
+    def __init__(self, seen: queue.Queue, release: threading.Event) -> None:
         super().__init__()
-        self.generation = generation
         self.seen = seen
+        self.release = release
+        self.ticker: Ticker | None = None
+
+    def on_start(self) -> None:
+        self.ticker = Ticker(self.actor_ref, 0.005, 2, immediate=True).start()
+        self.seen.put(self.ticker)
 
     def on_receive(self, message):
-        if isinstance(message, Tick) and message.generation == self.generation:
+        if isinstance(message, Tick) and message.generation == 2:
             self.seen.put(message.generation)
+            self.release.wait(5)     # a slow handler: ticks must not pile up meanwhile
+            assert self.ticker is not None
+            self.ticker.ack()
 
 
-def test_ticker_ticks_its_generation_and_ends_when_its_actor_is_dead():
+def test_ticker_keeps_one_tick_in_flight_and_ends_when_its_actor_is_dead():
     seen: queue.Queue = queue.Queue()
-    ref = TickRecorder.start(2, seen)
-    old = Ticker(ref, 0.01, 1).start()      # a previous life's ticker: ignored
-    new = Ticker(ref, 0.01, 2, immediate=True).start()
+    release = threading.Event()
+    actor = TickRecorder.start(seen, release)
+    ticker = seen.get(timeout=2)
     assert seen.get(timeout=2) == 2
-    ref.stop()
-    assert wait_for(lambda: not old.alive and not new.alive, 2)
+    assert wait_for(lambda: ticker.skipped >= 5, 2)   # beats passed while the handler ran
+    assert ticker.sent == 1
+    release.set()
+    assert seen.get(timeout=2) == 2                   # ticking resumes after the ack
+    actor.stop()
+    assert wait_for(lambda: not ticker.alive, 2)
+
+
+class Probe(SupervisedActor):
+    """A supervised actor that records what reaches its `handle`."""
+
+    def __init__(self, seen: queue.Queue, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.seen = seen
+
+    def handle(self, message) -> None:
+        self.seen.put(message)
+
+
+def test_ticks_of_an_older_generation_never_reach_the_actor():
+    seen: queue.Queue = queue.Queue()
+    supervisor = TickRecorder.start(queue.Queue(), threading.Event())
+    probe = Probe.start(seen, name="probe", generation=3, supervisor=supervisor, clock=utcnow)
+    probe.tell(Tick(2))
+    probe.tell(Tick(1))
+    probe.tell(Tick(3))
+    assert seen.get(timeout=2) == Tick(3)
+    assert seen.empty()
+    probe.stop()
+    supervisor.stop()
 
 
 def test_claimer_crashes_are_restarted_and_workers_carry_on(db_url):

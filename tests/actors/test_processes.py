@@ -55,7 +55,7 @@ def test_killing_the_runner_during_one_job_again_and_again_quarantines_that_job(
     assert len(_markers(tmp_path, poison)) == 3  # never run a fourth time
 
 
-def test_sigterm_releases_the_long_job_and_removes_worker_rows_within_10s(db_url, tmp_path):
+def test_sigusr1_dumps_stacks_and_sigterm_releases_the_long_job_within_10s(db_url, tmp_path):
     db = connect(db_url)
     [job] = _jobs(db, 1)
     proc = start_runner(db_url, tmp_path, "run", hang_job=job,
@@ -63,6 +63,10 @@ def test_sigterm_releases_the_long_job_and_removes_worker_rows_within_10s(db_url
     try:
         assert wait_for(lambda: _markers(tmp_path, job), 20), (tmp_path / "run.log").read_text()
         assert worker_count(db) == 2
+        proc.send_signal(signal.SIGUSR1)  # dumps every thread's stack and goes on
+        assert wait_for(lambda: "thread MainThread (daemon=False)" in
+                        (tmp_path / "run.log").read_text(), 10)
+        assert proc.poll() is None
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(10)
