@@ -139,8 +139,13 @@ def _counts_something(result: Any) -> bool:
 
 def make_config_check(config: Config) -> None:
     """Warn about reaper settings that cannot work together."""
+    from loguru import logger
+
     cfg = config.reaper
     if cfg.enabled and cfg.lease_ttl <= cfg.interval:
-        from loguru import logger
         logger.warning("reaper lease_ttl ({}s) should exceed its interval ({}s), or the lease "
                        "lapses between cycles", cfg.lease_ttl, cfg.interval)
+    if cfg.heartbeat_interval >= cfg.stale_after:
+        logger.warning("heartbeat_interval ({}s) should be well below stale_after ({}s), or "
+                       "live workers look dead and their jobs are rescued under them",
+                       cfg.heartbeat_interval, cfg.stale_after)
