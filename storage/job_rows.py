@@ -136,6 +136,35 @@ def load_ranges(db: Database, job_id: int) -> tuple[RangeRow, ...]:
     return tuple(out)
 
 
+# PostgreSQL only: a pack job's ranges with their files as one JSON array, in range-id
+# order, so the claim of a pack job is still one round trip. CIDs travel as hex.
+PG_RANGES_JSON = (
+    "CASE WHEN j.type = 'pack' THEN COALESCE((SELECT json_agg(json_build_array("
+    + ", ".join(f'r."{c}"' if c != "cid" else "encode(r.cid, 'hex')" for c in _RANGE_COLUMNS)
+    + ", "
+    + ", ".join(f'f."{c}"' if c != "cid" else "encode(f.cid, 'hex')" for c in _FILE_COLUMNS)
+    + ") ORDER BY r.id) FROM file_ranges r JOIN files f ON f.id = r.file_id"
+    " WHERE r.job_id = j.id), '[]') END")
+
+
+def _hex(value: str | None) -> bytes | None:
+    return bytes.fromhex(value) if value else None
+
+
+def ranges_from_json(items: Sequence[Sequence[Any]]) -> tuple[RangeRow, ...]:
+    """RangeRows from PG_RANGES_JSON's array."""
+    out = []
+    for item in items:
+        rid, offset, length, rcid, rjob = item[:5]
+        fid, path, size, mtime, fhash, fcid, dir_id, att_id = item[5:]
+        out.append(RangeRow(id=rid, offset=offset, length=length, cid=_hex(rcid), job_id=rjob,
+                            file=FileRow(id=fid, path=path, size=size,
+                                         last_modified_nano=mtime, hash=fhash,
+                                         cid=_hex(fcid), directory_id=dir_id,
+                                         attachment_id=att_id)))
+    return tuple(out)
+
+
 def finish_row(db: Database, values: Sequence[Any], *, ranges: bool = True) -> JobRow:
     """A JobRow from JOB_COLUMNS + ATTACHMENT_SELECT (+ PG_OUTPUTS_JSON) values.
 

@@ -31,8 +31,8 @@ from loguru import logger
 
 from storage.db import Database
 from storage.job_rows import (ATTACHMENT_SELECT, JOB_COLUMNS, PG_OUTPUTS_JSON,
-                              attachment_join, finish_row, job_from, load_job_row,
-                              load_ranges, select_list)
+                              PG_RANGES_JSON, attachment_join, finish_row, job_from,
+                              load_job_row, load_ranges, ranges_from_json, select_list)
 from storage.models import CLAIMABLE_WHERE, Job, JobState, JobType, utcnow
 from storage.retry import retrying, with_retry
 from storage.rows import JobRow
@@ -115,13 +115,16 @@ def _claim_one(db: Database, job_type: str, worker_id: str, max_attempts: int,
                f"claimed AS (UPDATE jobs SET {set_clause} FROM candidate "
                "WHERE jobs.id = candidate.id RETURNING jobs.*) "
                f"SELECT {select_list('j', JOB_COLUMNS)}, {ATTACHMENT_SELECT}, "
-               f"{PG_OUTPUTS_JSON} FROM claimed j{attachment_join('j')}").replace("{p}", "%s")
+               f"{PG_OUTPUTS_JSON}, {PG_RANGES_JSON} "
+               f"FROM claimed j{attachment_join('j')}").replace("{p}", "%s")
         row = db.pw.execute_sql(sql, [job_type, stamp, *set_params]).fetchone()
         if row is None:
             return None
         if row[2] != JobState.PROCESSING:
             return job_from(row[:len(JOB_COLUMNS)])
-        return finish_row(db, row, ranges=False)
+        job = finish_row(db, row[:-1], ranges=False)
+        return job if row[-1] is None else dataclasses.replace(
+            job, ranges=ranges_from_json(row[-1]))
     # No row locks in SQLite: one atomic UPDATE inside the IMMEDIATE transaction, which
     # already holds the database's write lock, so no other writer can interleave. SQLite
     # has no UPDATE inside a WITH, so the attachment is read by a second statement.
@@ -184,10 +187,10 @@ def claim_job(db: Database, worker_id: str, types: Sequence[str] = CLAIM_ORDER, 
         return _claim_tx(db, worker_id, types, max_attempts, now, adopt=next(tries) > 0)
 
     claimed = with_retry(once, db, what="claim_job")
-    if claimed is None or claimed.type != JobType.PACK:
-        return claimed
-    # The ranges are read after the commit (SPEC §3), keeping the claim short. They cannot
-    # change under us: only this job's worker writes them, and the job is ours.
+    if claimed is None or claimed.type != JobType.PACK or db.is_postgres:
+        return claimed  # PostgreSQL's claim statement brought the ranges along
+    # SQLite: the ranges are read after the commit (SPEC §3), keeping the write lock short.
+    # They cannot change under us: only this job's worker writes them, and the job is ours.
     return dataclasses.replace(claimed, ranges=_ranges(db, claimed.id))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 
 from storage import jobs
-from storage.models import Job, Worker, utcnow
+from storage.models import File, FileRange, Job, Storage, Worker, utcnow
 from tests.factories import (make_job, make_pack_job, make_source, make_worker)
 
 
@@ -239,3 +239,16 @@ def test_load_job_of_an_orphan_has_no_attachment(db):
     job = jobs.load_job(db, job_id)
     assert job is not None and job.attachment is None
     assert jobs.load_job(db, 999_999) is None
+
+
+def test_the_claimed_job_equals_what_load_job_reads_back_cids_and_config_included(db):
+    src = make_source(db, outputs=("/out",))
+    Storage.update(config={"k": "v"}).where(Storage.id == src.storage_id).execute()
+    job_id = make_pack_job(db, src, sizes=(3, 4))
+    FileRange.update(cid=b"\x01\x55\x12\x20" + bytes(range(32))).execute()
+    File.update(cid=b"\x01\x70\x12\x20" + bytes(32)).execute()
+    claimed = jobs.claim_job(db, make_worker(db), ["pack"], max_attempts=3)
+    assert claimed == jobs.load_job(db, job_id)
+    assert claimed.ranges[0].cid == b"\x01\x55\x12\x20" + bytes(range(32))
+    assert claimed.ranges[1].file.cid == b"\x01\x70\x12\x20" + bytes(32)
+    assert claimed.attachment.source.config == {"k": "v"}
