@@ -25,7 +25,7 @@ def _jobs(db, count: int) -> list[int]:
 
 def test_only_the_lease_holder_reaps_while_several_pools_are_configured_to(db_url):
     db = connect(db_url)
-    config = test_config(db_url, concurrency=1, interval=0.05, lease_ttl=1.0)
+    config = test_config(db_url, concurrency=1, interval=0.05, lease_ttl=3.0)
     first = PoolHarness(config, Script(), db=db).start()
     assert first.wait_for(lambda: first.signals.count("reaper_acting") >= 1, 5)
     second = PoolHarness(config, Script(), db=db).start()
