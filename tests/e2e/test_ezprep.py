@@ -48,6 +48,13 @@ def test_ez_prep_without_json_prints_a_table_and_the_root_cid(tmp_path):
     assert lines[-1].startswith("root CID: bafy")
     assert "preparation tiny" in result.stderr
 
+    cars = list((tmp_path / "out").glob("*.car"))
+    assert len(cars) == 2                                  # one data piece, one dag piece
+    deleted = run_subprocess("prep", "delete", "tiny", "--remove-cars", cwd=str(tmp_path))
+    assert deleted.returncode == 0, deleted.stderr
+    assert "removed 2 CAR file(s)" in deleted.stdout
+    assert not list((tmp_path / "out").glob("*.car"))
+
 
 def test_the_checker_catches_a_corrupt_car_and_a_changed_source(tmp_path):
     src = tmp_path / "src"
