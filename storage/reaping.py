@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Callable, Mapping
 
 from loguru import logger
@@ -248,7 +249,7 @@ def reap_orphans(db: Database, *, time_budget: float,
         if clock() >= deadline:
             exhausted = True
             break
-    result = ReapResult(deleted=deleted, budget_exhausted=exhausted,
+    result = ReapResult(deleted=MappingProxyType(deleted), budget_exhausted=exhausted,
                         failed_phases=tuple(failed))
     if result.total:
         logger.bind(action="reap").info("reaped orphans: {}",
