@@ -82,11 +82,15 @@ def scan_handler(job: JobRow, ctx: JobContext) -> JobOutcome:
     batch: list[scanning.NewFile] = []
     seen = recorded = 0
     seen_bytes = 0
+    # Batches grow from FILE_BATCH to SCAN_BATCH files: the first is recorded (and
+    # reported) early, the later ones pay for fewer transactions.
+    limit = scanning.FILE_BATCH
 
     def flush() -> None:
-        nonlocal recorded
+        nonlocal recorded, limit
         recorded += scanning.record_files(ctx.db, att.id, batch, ssize)
         batch.clear()
+        limit = min(2 * limit, scanning.SCAN_BATCH)
 
     for entry in source.walk():
         if ctx.cancel.is_set():
@@ -99,7 +103,7 @@ def scan_handler(job: JobRow, ctx: JobContext) -> JobOutcome:
                                       dirs.ensure(parent)))
         seen += 1
         seen_bytes += entry.size
-        if len(batch) >= scanning.FILE_BATCH:
+        if len(batch) >= limit:
             flush()
             ctx.progress(seen_bytes, 0)
     flush()

@@ -6,6 +6,7 @@ SQLite's bound-parameter limit (32766 on SQLite >= 3.32, 999 before) and Postgre
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
@@ -15,6 +16,7 @@ from storage.retry import retrying
 
 FILE_BATCH = 100
 RANGE_BATCH = 200
+SCAN_BATCH = 500    # most files per record_files call (one transaction) in a scan
 ID_CHUNK = 500
 PAGE = 5000
 CACHE_LIMIT = 100_000
@@ -100,6 +102,9 @@ def record_files(db: Database, attachment_id: int, files: Sequence[NewFile],
     same size (when known) and hash (when known) (SPEC §6.2). Old versions are never
     touched. One transaction per call, so a crash leaves either the whole batch or none
     of it, and a rerun skips what was recorded.
+
+    The statements are written out here rather than built by peewee: for a scan of
+    many small files, peewee's per-value SQL generation cost more than the database.
     """
     if not files:
         return 0
@@ -108,10 +113,10 @@ def record_files(db: Database, attachment_id: int, files: Sequence[NewFile],
         existing: dict[str, list[tuple[int, int, str]]] = {}
         paths = list({f.path for f in files})
         for i in range(0, len(paths), ID_CHUNK):
-            query = (File.select(File.path, File.last_modified_nano, File.size, File.hash)
-                     .where((File.attachment == attachment_id)
-                            & File.path.in_(paths[i:i + ID_CHUNK])).tuples())
-            for path, mtime, size, hsh in query:
+            chunk = paths[i:i + ID_CHUNK]
+            cursor = db.pw.execute_sql(_select_existing_sql(db, len(chunk)),
+                                       [attachment_id, *chunk])
+            for path, mtime, size, hsh in cursor.fetchall():
                 existing.setdefault(path, []).append((mtime, size, hsh))
         for f in files:
             if not any(_same(f, old) for old in existing.get(f.path, ())):
@@ -120,19 +125,48 @@ def record_files(db: Database, attachment_id: int, files: Sequence[NewFile],
             return 0
         for i in range(0, len(fresh), FILE_BATCH):
             batch = fresh[i:i + FILE_BATCH]
-            rows = [{"path": f.path, "size": f.size, "last_modified_nano": f.mtime_ns,
-                     "hash": f.hash, "attachment": attachment_id,
-                     "directory": f.directory_id, "cid": None} for f in batch]
-            ids = dict((path, fid) for fid, path in
-                       File.insert_many(rows).returning(File.id, File.path).tuples())
-            ranges = []
+            params: list[object] = []
             for f in batch:
+                params += (f.path, f.size, f.mtime_ns, f.hash, attachment_id, f.directory_id)
+            cursor = db.pw.execute_sql(_insert_files_sql(db, len(batch)), params)
+            ids = {path: fid for fid, path in cursor.fetchall()}
+            ranges: list[object] = []
+            count = 0
+            for f in batch:
+                file_id = ids[f.path]
                 for off, length in split_ranges(f.size, split_size):
-                    ranges.append({"offset": off, "length": length, "file": ids[f.path],
-                                   "job": None, "cid": None})
-            for j in range(0, len(ranges), RANGE_BATCH):
-                FileRange.insert_many(ranges[j:j + RANGE_BATCH]).execute()
+                    ranges += (off, length, file_id)
+                    count += 1
+                    if count == RANGE_BATCH:
+                        db.pw.execute_sql(_insert_ranges_sql(db, count), ranges)
+                        ranges, count = [], 0
+            if count:
+                db.pw.execute_sql(_insert_ranges_sql(db, count), ranges)
     return len(fresh)
+
+
+@functools.lru_cache(maxsize=64)
+def _rows_sql(param: str, columns: int, rows: int) -> str:
+    one = "(" + ", ".join([param] * columns) + ")"
+    return ", ".join([one] * rows)
+
+
+def _select_existing_sql(db: Database, n: int) -> str:
+    p = db.pw.param
+    return (f"SELECT path, last_modified_nano, size, hash FROM {File._meta.table_name} "
+            f"WHERE attachment_id = {p} AND path IN ({', '.join([p] * n)})")
+
+
+def _insert_files_sql(db: Database, rows: int) -> str:
+    # cid is left NULL (the column default); RETURNING gives the ids in one round trip.
+    return (f"INSERT INTO {File._meta.table_name} "
+            "(path, size, last_modified_nano, hash, attachment_id, directory_id) "
+            f"VALUES {_rows_sql(db.pw.param, 6, rows)} RETURNING id, path")
+
+
+def _insert_ranges_sql(db: Database, rows: int) -> str:
+    return (f'INSERT INTO {FileRange._meta.table_name} ("offset", length, file_id) '
+            f"VALUES {_rows_sql(db.pw.param, 3, rows)}")
 
 
 def _same(f: NewFile, old: tuple[int, int, str]) -> bool:
