@@ -8,6 +8,7 @@ replaced, never duplicated.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -90,17 +91,21 @@ def write_pack_result(db: Database, rec: PackRecord,
     lengths = dict((r.id, (r.offset, r.length)) for r in FileRange.select(
         FileRange.id, FileRange.offset, FileRange.length).where(
         FileRange.id.in_([r[0] for r in rec.ranges])))
+    range_cids: list[tuple[int, bytes | None]] = []
+    file_cids: list[tuple[int, bytes | None]] = []
     for range_id, fid, cid, _ in rec.ranges:
-        FileRange.update(cid=cid).where(FileRange.id == range_id).execute()
+        range_cids.append((range_id, cid))
         f = files[fid]
         offset, length = lengths[range_id]
         if cid is None:
             continue  # skipped: the file gets no CID and no directory entry
         if offset == 0 and length == f.size:
-            File.update(cid=cid).where(File.id == fid).execute()
+            file_cids.append((fid, cid))
             updated[fid] = UpdatedFile(fid, f.path, f.directory_id, cid, f.size)
         elif fid not in split:
             split.append(fid)
+    set_cids(db, FileRange, range_cids)
+    set_cids(db, File, file_cids)
     # 3. A split file is complete once every range has a CID, whichever job packs last.
     for fid in split:
         ranges = list(FileRange.select(FileRange.cid, FileRange.length)
@@ -133,13 +138,53 @@ def insert_car(db: Database, rec: PackRecord, *, num_of_files: int,
         storage_path=rec.storage_path, num_of_files=num_of_files,
         preparation=rec.preparation_id, attachment=rec.attachment_id,
         job=rec.job_id if rec.piece_type == PieceType.DATA else None).execute()
+    # Written out rather than built by peewee: for a job of many small files, peewee's
+    # per-value SQL generation cost more than the database's own work.
+    blob = CarBlock.cid.db_value
+    raw = CarBlock.raw_block.db_value
     for i in range(0, len(rec.blocks), BLOCK_BATCH):
-        CarBlock.insert_many([
-            {"cid": b.cid, "car_offset": b.car_offset, "car_block_length": b.block_length,
-             "varint": b.varint, "raw_block": b.raw_block, "file_offset": b.file_offset,
-             "file": b.file_id, "car": car_id}
-            for b in rec.blocks[i:i + BLOCK_BATCH]]).execute()
+        chunk = rec.blocks[i:i + BLOCK_BATCH]
+        params: list[object] = []
+        for b in chunk:
+            params += (blob(b.cid), b.car_offset, b.block_length, raw(b.varint),
+                       raw(b.raw_block), b.file_offset, b.file_id, car_id)
+        db.pw.execute_sql(_insert_blocks_sql(db, len(chunk)), params)
     return car_id
+
+
+@functools.lru_cache(maxsize=16)
+def _values_sql(param: str, columns: int, rows: int) -> str:
+    one = "(" + ", ".join([param] * columns) + ")"
+    return ", ".join([one] * rows)
+
+
+def _insert_blocks_sql(db: Database, rows: int) -> str:
+    return (f"INSERT INTO {CarBlock._meta.table_name} (cid, car_offset, car_block_length, "
+            "varint, raw_block, file_offset, file_id, car_id) "
+            f"VALUES {_values_sql(db.pw.param, 8, rows)}")
+
+
+def set_cids(db: Database, model: type, pairs: Sequence[tuple[int, bytes | None]]) -> None:
+    """`UPDATE <model> SET cid = ? WHERE id = ?` for every (id, cid), in few round trips:
+    one executemany on SQLite (no round trips at all), one UPDATE ... FROM (VALUES ...)
+    per ID_CHUNK rows on PostgreSQL."""
+    if not pairs:
+        return
+    table = model._meta.table_name
+    blob = model.cid.db_value
+    if db.is_sqlite:
+        cursor = db.pw.cursor()
+        cursor.executemany(f"UPDATE {table} SET cid = ? WHERE id = ?",
+                           [(blob(cid), row_id) for row_id, cid in pairs])
+        return
+    for i in range(0, len(pairs), ID_CHUNK):
+        chunk = pairs[i:i + ID_CHUNK]
+        values = ", ".join(["(%s::bigint, %s::bytea)"] * len(chunk))
+        params: list[object] = []
+        for row_id, cid in chunk:
+            params += (row_id, blob(cid))
+        db.pw.execute_sql(f"UPDATE {table} AS t SET cid = v.cid FROM (VALUES {values}) "
+                          "AS v(id, cid) WHERE t.id = v.id", params)
 
 
 @retrying
