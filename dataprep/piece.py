@@ -31,12 +31,13 @@ class CarSink:
     """
 
     QUEUE_DEPTH = 3
+    BATCH = 1 << 20
 
     def __init__(self, output: CarOutput | None) -> None:
         self.output = output
         self.offset = 0
         self._commp = commp.CommP()
-        self._queue: queue.Queue[bytes | None] = queue.Queue(self.QUEUE_DEPTH)
+        self._queue: queue.Queue[bytes | bytearray | None] = queue.Queue(self.QUEUE_DEPTH)
         self._error: BaseException | None = None
         self._small = bytearray()
         self._thread = threading.Thread(target=self._feed, name="commp", daemon=True)
@@ -58,16 +59,21 @@ class CarSink:
             self.output.write(data)
         n = len(data)
         self.offset += n
-        if n < 4096:
-            self._small += data  # batch block prefixes and small blocks
+        if n >= self.BATCH:
+            self._flush_small()
+            self._queue.put(bytes(data))
             return
-        self._flush_small()
-        self._queue.put(bytes(data))
+        # Prefixes and blocks of small files are gathered into about BATCH bytes per
+        # queue item: one hand-off to the commP thread per file cost more (GIL
+        # round trips) than hashing the file.
+        self._small += data
+        if len(self._small) >= self.BATCH:
+            self._flush_small()
 
     def _flush_small(self) -> None:
         if self._small:
-            self._queue.put(bytes(self._small))
-            self._small.clear()
+            self._queue.put(self._small)  # handed over whole; a fresh one takes its place
+            self._small = bytearray()
 
     def close(self) -> None:
         """Stop the commP thread (idempotent)."""
