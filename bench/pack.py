@@ -111,13 +111,16 @@ def _one_run(workdir: str, sources: list[str], nbytes: int, with_output: bool) -
             claimed.append((claim(db, worker, "pack"), worker))
         warm(sources)
         bulk = sha256_rate(_BULK)
+        cpu0 = time.process_time()
         if len(claimed) == 1:
             timings = [run_claimed(db, *claimed[0])]
         else:
             timings = run_in_threads(db, claimed)
+        cpu = time.process_time() - cpu0
         wall = max(t.ended for t in timings) - min(t.started for t in timings)
         total = nbytes * len(sources)
-        return {"mbps": rate_mbps(total, wall), "bulk": bulk,
+        return {"mbps": rate_mbps(total, wall), "bulk": bulk, "cores": cpu / wall,
+                "cpu_ms_per_mb": cpu * 1000 / (total / 1e6),
                 "stream_s": max(t.handler_s for t in timings),
                 "apply_s": max(t.apply_s for t in timings), "wall_s": wall}
     finally:
@@ -142,6 +145,11 @@ def _case(workdir: str, kind: str, jobs: int, with_output: bool, args) -> dict: 
         "stream_s": round(statistics.median(r["stream_s"] for r in runs), 3),
         "apply_s": round(statistics.median(r["apply_s"] for r in runs), 3),
         "wall_s": round(statistics.median(r["wall_s"] for r in runs), 3),
+        # CPU time of all threads over wall time, and per MB: one job already keeps more
+        # than one core busy (commP runs on its own thread), which caps the 2-job speedup
+        # at 2 / cores.
+        "cores_busy": round(statistics.median(r["cores"] for r in runs), 2),
+        "cpu_ms_per_mb": round(statistics.median(r["cpu_ms_per_mb"] for r in runs), 2),
     }
 
 
