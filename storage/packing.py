@@ -32,6 +32,15 @@ class BlockRow(NamedTuple):
     file_id: int | None
 
 
+@dataclass(slots=True)
+class _FileInfo:
+    """What the apply needs of a file row (size is corrected when it was unknown)."""
+
+    path: str
+    size: int
+    directory_id: int | None
+
+
 @dataclass(frozen=True)
 class UpdatedFile:
     """A file whose CID became known in this job: what its directory needs."""
@@ -74,10 +83,13 @@ def write_pack_result(db: Database, rec: PackRecord,
         The files whose CID was set (for the directory update), in range order.
     """
     file_ids = list(dict.fromkeys(fid for _, fid, _, _ in rec.ranges))
-    files = {}
+    files: dict[int, _FileInfo] = {}
     for i in range(0, len(file_ids), ID_CHUNK):
-        for f in File.select().where(File.id.in_(file_ids[i:i + ID_CHUNK])):
-            files[f.id] = f
+        # Plain tuples: building a model instance per file was a good part of the apply.
+        query = (File.select(File.id, File.path, File.size, File.directory)
+                 .where(File.id.in_(file_ids[i:i + ID_CHUNK])).tuples())
+        for fid, path, size, directory_id in query:
+            files[fid] = _FileInfo(path, size, directory_id)
     # 1. Unknown sizes become the bytes read, on the file and all its ranges.
     for _, fid, cid, read in rec.ranges:
         f = files[fid]
@@ -88,9 +100,12 @@ def write_pack_result(db: Database, rec: PackRecord,
     # 2. Range CIDs; whole-file ranges give the file its CID.
     updated: dict[int, UpdatedFile] = {}
     split: list[int] = []
-    lengths = dict((r.id, (r.offset, r.length)) for r in FileRange.select(
-        FileRange.id, FileRange.offset, FileRange.length).where(
-        FileRange.id.in_([r[0] for r in rec.ranges])))
+    range_ids = [r[0] for r in rec.ranges]
+    lengths: dict[int, tuple[int, int]] = {}
+    for i in range(0, len(range_ids), ID_CHUNK):
+        query = (FileRange.select(FileRange.id, FileRange.offset, FileRange.length)
+                 .where(FileRange.id.in_(range_ids[i:i + ID_CHUNK])).tuples())
+        lengths.update((rid, (offset, length)) for rid, offset, length in query)
     range_cids: list[tuple[int, bytes | None]] = []
     file_cids: list[tuple[int, bytes | None]] = []
     for range_id, fid, cid, _ in rec.ranges:
