@@ -24,7 +24,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import itertools
-from typing import Callable, Iterable, Sequence
+import weakref
+from typing import Any, Callable, Iterable, Sequence
 
 import peewee as pw
 from loguru import logger
@@ -85,6 +86,43 @@ def job_states(db: Database, job_ids: Iterable[int]) -> dict[int, str]:
 # ---------------------------------------------------------------------------------------
 # The claim.
 
+# The claim, written once with named parameters (:type, :now, :max, :worker).
+_OVER = "attempts >= :max"
+_CLAIM_SET = f"""
+    state = CASE WHEN {_OVER} THEN 'error' ELSE 'processing' END,
+    worker_id = CASE WHEN {_OVER} THEN NULL ELSE :worker END,
+    attempts = CASE WHEN {_OVER} THEN attempts ELSE attempts + 1 END,
+    claimed_at = CASE WHEN {_OVER} THEN claimed_at ELSE :now END,
+    error_message = CASE WHEN {_OVER} THEN {_QUARANTINE_MESSAGE_SQL} ELSE '' END,
+    updated_at = :now"""
+_CANDIDATE = f"""
+    SELECT id FROM jobs
+    WHERE type = :type AND {CLAIMABLE_WHERE}
+      AND (state = 'processing' OR not_before IS NULL OR not_before <= :now)
+    ORDER BY id LIMIT 1"""
+
+# PostgreSQL: row locks. SKIP LOCKED lets concurrent claimers pass over each other's
+# candidate, and the lock holds until the UPDATE in the same statement has written it. The
+# claimed row comes back joined with its attachment, outputs and ranges: one round trip.
+# It is a prepared statement (once per connection), because planning this statement costs
+# more server time than running it.
+_PG_CLAIM_NAME = "pieceworks_claim_v1"
+_PG_CLAIM_SQL = (
+    f"WITH candidate AS ({_CANDIDATE} FOR UPDATE SKIP LOCKED), "
+    f"claimed AS (UPDATE jobs SET {_CLAIM_SET} FROM candidate "
+    "WHERE jobs.id = candidate.id RETURNING jobs.*) "
+    f"SELECT {select_list('j', JOB_COLUMNS)}, {ATTACHMENT_SELECT}, {PG_OUTPUTS_JSON}, "
+    f"{PG_RANGES_JSON} FROM claimed j{attachment_join('j')}"
+).replace(":type", "$1").replace(":now", "$2").replace(":max", "$3").replace(":worker", "$4")
+_pg_prepared: "weakref.WeakSet[Any]" = weakref.WeakSet()  # connections that have it
+
+# SQLite: no row locks. One atomic UPDATE inside the IMMEDIATE transaction, which already
+# holds the database's write lock, so no other writer can interleave. SQLite has no UPDATE
+# inside a WITH, so the attachment is read by a second statement (no round trip to save).
+_SQLITE_CLAIM_SQL = (f"UPDATE jobs SET {_CLAIM_SET} WHERE id = ({_CANDIDATE}) "
+                     f"RETURNING {', '.join(JOB_COLUMNS)}")
+
+
 def _claim_one(db: Database, job_type: str, worker_id: str, max_attempts: int,
                now: dt.datetime, prefix: str = "") -> JobRow | None:
     """Claim (or quarantine) the lowest claimable job of one type, loaded.
@@ -92,32 +130,20 @@ def _claim_one(db: Database, job_type: str, worker_id: str, max_attempts: int,
     `prefix`: PostgreSQL statements sent ahead in the same round trip.
     """
     stamp = Job.claimed_at.db_value(now)
-    over = "attempts >= {p}"
-    set_clause = f"""
-        state = CASE WHEN {over} THEN 'error' ELSE 'processing' END,
-        worker_id = CASE WHEN {over} THEN NULL ELSE {{p}} END,
-        attempts = CASE WHEN {over} THEN attempts ELSE attempts + 1 END,
-        claimed_at = CASE WHEN {over} THEN claimed_at ELSE {{p}} END,
-        error_message = CASE WHEN {over} THEN {_QUARANTINE_MESSAGE_SQL} ELSE '' END,
-        updated_at = {{p}}"""
-    candidate = f"""
-        SELECT id FROM jobs
-        WHERE type = {{p}} AND {CLAIMABLE_WHERE}
-          AND (state = 'processing' OR not_before IS NULL OR not_before <= {{p}})
-        ORDER BY id LIMIT 1"""
-    set_params = [max_attempts, max_attempts, worker_id, max_attempts, max_attempts, stamp,
-                  max_attempts, stamp]
     if db.is_postgres:
-        # Row locks: SKIP LOCKED lets concurrent claimers pass over each other's candidate,
-        # and the lock holds until the UPDATE in the same statement has written it. One
-        # round trip: the claimed row comes back joined with its attachment and outputs.
-        sql = prefix + (f"WITH candidate AS ({candidate} FOR UPDATE SKIP LOCKED), "
-               f"claimed AS (UPDATE jobs SET {set_clause} FROM candidate "
-               "WHERE jobs.id = candidate.id RETURNING jobs.*) "
-               f"SELECT {select_list('j', JOB_COLUMNS)}, {ATTACHMENT_SELECT}, "
-               f"{PG_OUTPUTS_JSON}, {PG_RANGES_JSON} "
-               f"FROM claimed j{attachment_join('j')}").replace("{p}", "%s")
-        row = db.pw.execute_sql(sql, [job_type, stamp, *set_params]).fetchone()
+        conn = db.pw.connection()
+        if conn not in _pg_prepared:
+            db.pw.execute_sql(f"PREPARE {_PG_CLAIM_NAME} (text, timestamp, integer, text) AS "
+                              f"{_PG_CLAIM_SQL}")
+            _pg_prepared.add(conn)
+        try:
+            row = db.pw.execute_sql(f"{prefix}EXECUTE {_PG_CLAIM_NAME} (%s, %s, %s, %s)",
+                                    (job_type, stamp, max_attempts, worker_id)).fetchone()
+        except pw.DatabaseError:
+            # Gone (e.g. a pooler ran DISCARD ALL)? Prepare it again on the retry, which
+            # storage.retry grants for SQLSTATE 26000.
+            _pg_prepared.discard(conn)
+            raise
         if row is None:
             return None
         if row[2] != JobState.PROCESSING:
@@ -125,12 +151,9 @@ def _claim_one(db: Database, job_type: str, worker_id: str, max_attempts: int,
         job = finish_row(db, row[:-1], ranges=False)
         return job if row[-1] is None else dataclasses.replace(
             job, ranges=ranges_from_json(row[-1]))
-    # No row locks in SQLite: one atomic UPDATE inside the IMMEDIATE transaction, which
-    # already holds the database's write lock, so no other writer can interleave. SQLite
-    # has no UPDATE inside a WITH, so the attachment is read by a second statement.
-    sql = (f"UPDATE jobs SET {set_clause} WHERE id = ({candidate}) "
-           f"RETURNING {', '.join(JOB_COLUMNS)}").replace("{p}", "?")
-    row = db.pw.execute_sql(sql, [*set_params, job_type, stamp]).fetchone()
+    row = db.pw.execute_sql(_SQLITE_CLAIM_SQL, {"type": job_type, "now": stamp,
+                                                "max": max_attempts,
+                                                "worker": worker_id}).fetchone()
     if row is None:
         return None
     if row[2] != JobState.PROCESSING:

@@ -44,8 +44,9 @@ _STOP_POLL_S = 0.02
 
 _local = threading.local()  # .depth: how many with_retry calls this thread is inside
 
-# SQLSTATEs that mean "try the same transaction again".
-_RETRY_SQLSTATES = {"40001", "40P01"}
+# SQLSTATEs that mean "try the same transaction again". 26000: a prepared statement of
+# ours vanished from the session (a pooler's DISCARD ALL); the retry prepares it again.
+_RETRY_SQLSTATES = {"40001", "40P01", "26000"}
 # SQLSTATE classes/codes that mean the connection is gone or the server is (re)starting.
 _CONNECTION_SQLSTATE_PREFIXES = ("08",)
 _CONNECTION_SQLSTATES = {"57P01", "57P02", "57P03"}

@@ -252,3 +252,28 @@ def test_the_claimed_job_equals_what_load_job_reads_back_cids_and_config_include
     assert claimed.ranges[0].cid == b"\x01\x55\x12\x20" + bytes(range(32))
     assert claimed.ranges[1].file.cid == b"\x01\x70\x12\x20" + bytes(32)
     assert claimed.attachment.source.config == {"k": "v"}
+
+
+def test_a_claim_survives_its_prepared_statement_being_discarded(db):
+    src = make_source(db)
+    first = make_job(db, src.attachment_id, "scan")
+    second = make_job(db, src.attachment_id, "scan")
+    worker = make_worker(db)
+    assert jobs.claim_job(db, worker, max_attempts=3).id == first
+    assert jobs.complete_job(db, first, worker)
+    if db.is_postgres:
+        db.pw.execute_sql("DISCARD ALL")  # what a connection pooler may do between uses
+    assert jobs.claim_job(db, worker, max_attempts=3).id == second
+
+
+def test_a_retried_claim_adopts_the_job_its_lost_first_attempt_committed(db):
+    # A claim whose commit reached the server but whose answer was lost (connection cut)
+    # is retried; the retry must return that job instead of claiming a second one.
+    src = make_source(db)
+    first = make_job(db, src.attachment_id, "scan")
+    make_job(db, src.attachment_id, "scan")
+    worker = make_worker(db)
+    assert jobs.claim_job(db, worker, max_attempts=3).id == first    # the "lost" attempt
+    again = jobs._claim_tx(db, worker, ["scan"], 3, utcnow(), adopt=True)
+    assert again is not None and again.id == first and again.attachment is not None
+    assert Job.select().where(Job.state == "processing").count() == 1
