@@ -183,13 +183,14 @@ def _same(f: NewFile, old: tuple[int, int, str]) -> bool:
 def iter_unassigned_ranges(db: Database, attachment_id: int) -> Iterator[tuple[int, int]]:
     """(range id, length) of every range of the attachment with no job, by id, paged so
     memory stays flat however many there are."""
+    p = db.pw.param
+    sql = (f"SELECT r.id, r.length FROM {FileRange._meta.table_name} r "
+           f"JOIN {File._meta.table_name} f ON r.file_id = f.id "
+           f"WHERE f.attachment_id = {p} AND r.job_id IS NULL AND r.id > {p} "
+           f"ORDER BY r.id LIMIT {PAGE}")
     last = 0
     while True:
-        page = list(FileRange.select(FileRange.id, FileRange.length)
-                    .join(File, on=(FileRange.file == File.id))
-                    .where((File.attachment == attachment_id) & FileRange.job.is_null()
-                           & (FileRange.id > last))
-                    .order_by(FileRange.id).limit(PAGE).tuples())
+        page = db.pw.execute_sql(sql, (attachment_id, last)).fetchall()
         if not page:
             return
         yield from page
@@ -208,8 +209,15 @@ def create_pack_job(db: Database, attachment_id: int, range_ids: Iterable[int]) 
         job_id = Job.insert(type=JobType.PACK, state=JobState.READY,
                             attachment=attachment_id, created_at=now,
                             updated_at=now).execute()
+        table = FileRange._meta.table_name
+        if db.is_postgres and ids:
+            # One statement whatever the number of ranges: the ids go as one array.
+            db.pw.execute_sql(f"UPDATE {table} SET job_id = %s "
+                              "WHERE id = ANY(%s) AND job_id IS NULL", (job_id, ids))
+            return job_id
         for i in range(0, len(ids), ID_CHUNK):
-            (FileRange.update(job=job_id)
-             .where(FileRange.id.in_(ids[i:i + ID_CHUNK]) & FileRange.job.is_null())
-             .execute())
+            chunk = ids[i:i + ID_CHUNK]
+            db.pw.execute_sql(f"UPDATE {table} SET job_id = ? WHERE id IN "
+                              f"({', '.join('?' * len(chunk))}) AND job_id IS NULL",
+                              [job_id, *chunk])
     return job_id
