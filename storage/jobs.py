@@ -248,17 +248,28 @@ def complete_job(db: Database, job_id: int, worker_id: str,
     processing under `worker_id`. If `apply` raises, everything is rolled back and the
     error re-raised.
     """
-    now = now or utcnow()
-    values = dict(state=JobState.COMPLETE, worker=None, error_message="",
-                  error_stack_trace="", not_before=None, updated_at=now)
+    stamp = Job.updated_at.db_value(now or utcnow())
     if apply is None:
         # One statement is its own transaction: no BEGIN/COMMIT round trips to pay.
-        return _cas(job_id, worker_id, "complete", **values)
+        return _complete_cas(db, job_id, worker_id, stamp)
     with db.atomic():
-        if not _cas(job_id, worker_id, "complete", **values):
+        if not _complete_cas(db, job_id, worker_id, stamp):
             return False
         apply()
     return True
+
+
+def _complete_cas(db: Database, job_id: int, worker_id: str, stamp: object) -> bool:
+    """The compare-and-set of `complete_job`, as plain SQL: it runs once per job."""
+    p = "%s" if db.is_postgres else "?"  # the statement is the same on both backends
+    sql = ("UPDATE jobs SET state = 'complete', worker_id = NULL, error_message = '', "
+           f"error_stack_trace = '', not_before = NULL, updated_at = {p} "
+           f"WHERE id = {p} AND worker_id = {p} AND state = 'processing'")
+    won = db.pw.execute_sql(sql, (stamp, job_id, worker_id)).rowcount == 1
+    if not won:
+        logger.bind(job_id=job_id, worker_id=worker_id, action="complete").warning(
+            "lost compare-and-set on job {}: no longer processing under this worker", job_id)
+    return won
 
 
 @retrying
