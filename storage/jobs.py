@@ -110,7 +110,7 @@ _PG_CLAIM_NAME = "pieceworks_claim_v1"
 _PG_CLAIM_SQL = (
     f"WITH candidate AS ({_CANDIDATE} FOR UPDATE SKIP LOCKED), "
     f"claimed AS (UPDATE jobs SET {_CLAIM_SET} FROM candidate "
-    "WHERE jobs.id = candidate.id RETURNING jobs.*) "
+    f"WHERE jobs.id = candidate.id RETURNING {select_list('jobs', JOB_COLUMNS)}) "
     f"SELECT {select_list('j', JOB_COLUMNS)}, {ATTACHMENT_SELECT}, {PG_OUTPUTS_JSON}, "
     f"{PG_RANGES_JSON} FROM claimed j{attachment_join('j')}"
 ).replace(":type", "$1").replace(":now", "$2").replace(":max", "$3").replace(":worker", "$4")
