@@ -35,7 +35,7 @@ from storage.job_rows import (ATTACHMENT_SELECT, JOB_COLUMNS, PG_OUTPUTS_JSON,
                               PG_RANGES_JSON, attachment_join, finish_row, job_from,
                               load_job_row, load_ranges, ranges_from_json, select_list)
 from storage.models import CLAIMABLE_WHERE, Job, JobState, JobType, utcnow
-from storage.retry import retrying, with_retry
+from storage.retry import retrying, sqlstate, with_retry
 from storage.rows import JobRow
 
 CLAIM_ORDER: tuple[str, ...] = (JobType.DAGGEN, JobType.SCAN, JobType.PACK)
@@ -139,10 +139,11 @@ def _claim_one(db: Database, job_type: str, worker_id: str, max_attempts: int,
         try:
             row = db.pw.execute_sql(f"{prefix}EXECUTE {_PG_CLAIM_NAME} (%s, %s, %s, %s)",
                                     (job_type, stamp, max_attempts, worker_id)).fetchone()
-        except pw.DatabaseError:
-            # Gone (e.g. a pooler ran DISCARD ALL)? Prepare it again on the retry, which
-            # storage.retry grants for SQLSTATE 26000.
-            _pg_prepared.discard(conn)
+        except pw.DatabaseError as exc:
+            if sqlstate(exc) == "26000":
+                # Gone (a pooler ran DISCARD ALL): prepare it again on the retry, which
+                # storage.retry grants for SQLSTATE 26000.
+                _pg_prepared.discard(conn)
             raise
         if row is None:
             return None
@@ -210,7 +211,7 @@ def claim_job(db: Database, worker_id: str, types: Sequence[str] = CLAIM_ORDER, 
         return _claim_tx(db, worker_id, types, max_attempts, now, adopt=next(tries) > 0)
 
     claimed = with_retry(once, db, what="claim_job")
-    if claimed is None or claimed.type != JobType.PACK or db.is_postgres:
+    if claimed is None or claimed.type != JobType.PACK or (db.is_postgres and claimed.ranges):
         return claimed  # PostgreSQL's claim statement brought the ranges along
     # SQLite: the ranges are read after the commit (SPEC §3), keeping the write lock short.
     # They cannot change under us: only this job's worker writes them, and the job is ours.

@@ -75,6 +75,11 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
+def sqlstate(exc: BaseException) -> str | None:
+    """The PostgreSQL SQLSTATE behind `exc` (peewee wraps the driver's error), if any."""
+    return next((code for err in _chain(exc) if (code := getattr(err, "pgcode", None))), None)
+
+
 def classify(exc: BaseException) -> Verdict:
     """Decide whether `exc` is worth another attempt (a pure function, tested on its own)."""
     chain = _chain(exc)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import psycopg2
+
 from storage import jobs
 from storage.models import File, FileRange, Job, Storage, Worker, utcnow
 from tests.factories import (make_job, make_pack_job, make_source, make_worker)
@@ -276,4 +278,27 @@ def test_a_retried_claim_adopts_the_job_its_lost_first_attempt_committed(db):
     assert jobs.claim_job(db, worker, max_attempts=3).id == first    # the "lost" attempt
     again = jobs._claim_tx(db, worker, ["scan"], 3, utcnow(), adopt=True)
     assert again is not None and again.id == first and again.attachment is not None
+    assert Job.select().where(Job.state == "processing").count() == 1
+
+
+def test_a_claim_whose_answer_was_lost_returns_the_same_pack_job_with_its_ranges(
+        db, monkeypatch):
+    src = make_source(db)
+    job_id = make_pack_job(db, src, sizes=(1, 2))
+    make_pack_job(db, src, sizes=(3,))
+    worker = make_worker(db)
+    real = jobs._claim_tx
+    calls = []
+
+    def answer_lost_once(*args, **kwargs):
+        calls.append(kwargs["adopt"])
+        row = real(*args, **kwargs)
+        if len(calls) == 1:  # committed, but the connection broke before the answer came
+            raise psycopg2.OperationalError("server closed the connection unexpectedly")
+        return row
+
+    monkeypatch.setattr(jobs, "_claim_tx", answer_lost_once)
+    job = jobs.claim_job(db, worker, ["pack"], max_attempts=3)
+    assert calls == [False, True]
+    assert job.id == job_id and [r.length for r in job.ranges] == [1, 2]
     assert Job.select().where(Job.state == "processing").count() == 1
