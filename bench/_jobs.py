@@ -49,6 +49,16 @@ def sqlite_url(directory: str) -> str:
     return url
 
 
+def remove_sqlite(url: str) -> None:
+    """Delete a SQLite database made by `sqlite_url`, with its WAL and shared-memory files."""
+    path = url.removeprefix("sqlite:///")
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            os.unlink(path + suffix)
+        except FileNotFoundError:
+            pass
+
+
 def _admin(url: str):  # type: ignore[no-untyped-def]
     import psycopg2  # noqa: PLC0415 (only the PostgreSQL runs need it)
 

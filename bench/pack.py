@@ -22,6 +22,7 @@ Targets (issue 6): big, 1 job ≥ 0.14× bulk SHA-256; 2 jobs ≥ 1.7× 1 job; p
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
@@ -33,8 +34,8 @@ import tempfile
 import time
 
 from _common import base_parser, emit, payload, peak_rss_mb, rate_mbps, sha256_rate
-from _jobs import (claim, make_preparation, quiet_logs, run_claimed, run_in_threads,
-                   scan_preparation, sqlite_url, warm)
+from _jobs import (claim, make_preparation, quiet_logs, remove_sqlite, run_claimed,
+                   run_in_threads, scan_preparation, sqlite_url, warm)
 
 from storage.db import connect
 from storage.workers import register_worker
@@ -136,13 +137,9 @@ def _one_run(workdir: str, sources: list[str], nbytes: int, with_output: bool,
                 "apply_s": max(t.apply_s for t in timings), "wall_s": wall}
     finally:
         db.close()
-        os.unlink(urlpath(url))
+        remove_sqlite(url)
         for out in outs:
             shutil.rmtree(out, ignore_errors=True)
-
-
-def urlpath(url: str) -> str:
-    return url.removeprefix("sqlite:///")
 
 
 def _case(workdir: str, kind: str, jobs: int, with_output: bool, args,  # type: ignore[no-untyped-def]
@@ -165,10 +162,23 @@ def _case(workdir: str, kind: str, jobs: int, with_output: bool, args,  # type: 
     }
 
 
+def _vm_hwm_mib() -> float:
+    """Peak RSS of this process image, in MiB, from /proc (Linux).
+
+    Not getrusage: its ru_maxrss survives exec, so a child spawned by this (large)
+    benchmark process would report the parent's size.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return peak_rss_mb()
+
+
 def rss_child(source_dir: str, workdir: str) -> int:
     """In this fresh process: scan `source_dir`, pack it to an output dir; print peak RSS."""
     quiet_logs()
-    before = peak_rss_mb()
+    before = _vm_hwm_mib()
     url = sqlite_url(workdir)
     db = connect(url)
     out = tempfile.mkdtemp(prefix="out-rss-", dir=workdir)
@@ -178,9 +188,9 @@ def rss_child(source_dir: str, workdir: str) -> int:
         timing = run_claimed(db, claim(db, worker, "pack"), worker)
     finally:
         db.close()
-        os.unlink(urlpath(url))
+        remove_sqlite(url)
         shutil.rmtree(out, ignore_errors=True)
-    print(json.dumps({"peak_rss_mib": peak_rss_mb(), "rss_before_pack_mib": before,
+    print(json.dumps({"peak_rss_mib": _vm_hwm_mib(), "rss_before_pack_mib": before,
                       "wall_s": timing.ended - timing.started}))
     return 0
 
@@ -194,7 +204,7 @@ def _measure_rss(workdir: str, mib: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-_BULK: memoryview
+_BULK: memoryview  # what the paired SHA-256 samples hash; set by main()
 
 
 def main() -> int:
@@ -209,7 +219,7 @@ def main() -> int:
     parser.add_argument("--jobs", default="1,2", help="comma-separated job counts")
     parser.add_argument("--outputs", default="disk,inline", help="disk, inline or both")
     parser.add_argument("--no-rss", action="store_true", help="skip the peak RSS run")
-    parser.add_argument("--rss-child", metavar="SOURCE_DIR", help=argparse_hidden())
+    parser.add_argument("--rss-child", metavar="SOURCE_DIR", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     if args.rss_child:
@@ -259,12 +269,6 @@ def main() -> int:
     result["targets_met"] = ok
     emit(result, args.json)
     return 0 if ok else 1
-
-
-def argparse_hidden() -> str:
-    import argparse  # noqa: PLC0415
-
-    return argparse.SUPPRESS
 
 
 if __name__ == "__main__":

@@ -21,8 +21,8 @@ import sys
 import tempfile
 
 from _common import base_parser, emit, peak_rss_mb, sha256_bulk_mbps
-from _jobs import (PG_URL_ENV, make_preparation, pg_scratch, quiet_logs, scan_preparation,
-                   sqlite_url, warm)
+from _jobs import (PG_URL_ENV, make_preparation, pg_scratch, quiet_logs, remove_sqlite,
+                   scan_preparation, sqlite_url, warm)
 
 from storage.db import connect
 from storage.models import Job, JobType
@@ -94,7 +94,7 @@ def main() -> int:
             try:
                 runs.append(one_run(url, tree, args.files))
             finally:
-                os.unlink(url.removeprefix("sqlite:///"))
+                remove_sqlite(url)
         fig = summarise(runs)
         result |= {f"sqlite_{k}": v for k, v in fig.items()}
         ok &= fig["files_per_s"] >= TARGET_FILES_PER_S

@@ -25,6 +25,12 @@ from storage.workers import register_worker
 
 
 def _peak_mib() -> float:
+    """Peak RSS of this process image (VmHWM). Not getrusage's ru_maxrss, which survives
+    exec and so would report the size of the test process that spawned this one."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
