@@ -37,12 +37,18 @@ class Progress:
     started: float = field(default_factory=time.monotonic)
     samples: list[tuple[float, int]] = field(default_factory=list)
 
+    def sample(self, st: catalog.PreparationStatus, now: float | None = None) -> int:
+        """Record the bytes done at `now` (the rate is measured between samples)."""
+        now = time.monotonic() if now is None else now
+        done = min(st.packed_bytes, st.bytes) if st.bytes else st.packed_bytes
+        self.samples = [(t, b) for t, b in self.samples if now - t <= 10.0] + [(now, done)]
+        return done
+
     def line(self, st: catalog.PreparationStatus, now: float | None = None,
              final: bool = False) -> str:
         """One progress line; `final` gives the average rate of the whole run."""
         now = time.monotonic() if now is None else now
-        done = min(st.packed_bytes, st.bytes) if st.bytes else st.packed_bytes
-        self.samples = [(t, b) for t, b in self.samples if now - t <= 10.0] + [(now, done)]
+        done = self.sample(st, now)
         t0, b0 = self.samples[0]
         rate = (done - b0) / (now - t0) if now - t0 > 0.2 else 0.0
         if final:
@@ -78,14 +84,24 @@ class ProgressPrinter(threading.Thread):
 
     def run(self) -> None:
         every = TTY_EVERY_S if self.tty else PLAIN_EVERY_S
+        # A first sample, not drawn: else the first plain line (5 s in) has nothing to
+        # measure its rate against and shows 0.0 MB/s.
+        st = self._status()
+        if st is not None:
+            self.progress.sample(st)
         while not self.stop_event.wait(every):
             self.draw()
 
-    def draw(self, final: bool = False) -> None:
+    def _status(self) -> catalog.PreparationStatus | None:
         try:
             # Only the models are used: they follow whichever database is current.
-            st = catalog.preparation_status(self.db, self.prep_name)
+            return catalog.preparation_status(self.db, self.prep_name)
         except Exception:  # a busy database only delays the display
+            return None
+
+    def draw(self, final: bool = False) -> None:
+        st = self._status()
+        if st is None:
             return
         self.last_line = self.progress.line(st, final=final)
         if self.tty:

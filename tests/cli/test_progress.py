@@ -69,3 +69,45 @@ def test_a_tty_gets_one_redrawn_line_and_a_pipe_gets_plain_lines(db, db_url, tmp
     printer.draw()
     lines = pipe.getvalue().splitlines()
     assert len(lines) == 2 and lines[0].startswith("[scan]  0 files  1000 B / 0 B")
+
+
+class StopAfterFirstLine(io.StringIO):
+    """A pipe that stops its printer once the first line is written."""
+
+    printer: ProgressPrinter | None = None
+
+    def write(self, text: str) -> int:
+        n = super().write(text)
+        if self.printer is not None:
+            self.printer.stop_event.set()
+        return n
+
+
+def test_the_first_plain_line_already_has_a_rate(db, db_url, tmp_path, monkeypatch):
+    # Regression: the first line on a pipe (5 s in) had no earlier sample and read 0.0 MB/s.
+    import cli.ezprep
+
+    _prep(db, tmp_path)
+    running = Job.create(type="pack", state=JobState.PROCESSING, attachment=SourceAttachment.get(),
+                         total_bytes=100_000_000, progress_bytes=0)
+    monkeypatch.setattr(cli.ezprep, "PLAIN_EVERY_S", 0.5)
+    state = AppState(overrides={"database.url": db_url})
+    state._db = db
+    pipe = StopAfterFirstLine()
+
+    class Printer(ProgressPrinter):
+        calls = 0
+
+        def _status(self):
+            st = super()._status()
+            Printer.calls += 1
+            if Printer.calls == 1:   # after the baseline, 50 MB get packed
+                Job.update(progress_bytes=50_000_000).where(Job.id == running.id).execute()
+            return st
+
+    printer = Printer(state, "p", pipe)
+    pipe.printer = printer
+    printer.run()                                         # in this thread, until the first line
+    (line,) = pipe.getvalue().splitlines()
+    assert " 0.0 MB/s" not in line, line
+    assert "MB/s" in line
