@@ -8,6 +8,7 @@ prints a plain line every few seconds otherwise (both on stderr; results go to s
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import threading
 import time
@@ -18,6 +19,7 @@ from typing import TextIO
 import click
 import pykka
 
+from cli import resume
 from cli.app import AppState, fail
 from cli.commands import emit_pieces, piece_document, resolve_storage
 from cli.output import cid_str, emit_json, human_size
@@ -161,36 +163,50 @@ def _failed_jobs(state: AppState, prep_name: str) -> list[catalog.JobListRow]:
               help="Largest CAR of one pack job.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=None,
               help="Workers (default: the number of CPUs).")
-@click.option("--name", help="Preparation name (default: the source directory name + suffix).")
+@click.option("--name", help="Preparation name (default: the source directory name + suffix). "
+              "An existing preparation of the same source and output is resumed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
 def ez_prep(state: AppState, source: str, output: str, max_size: int, concurrency: int | None,
             name: str | None, as_json: bool) -> None:
-    """Prepare directory SOURCE into CAR pieces in DIR, all in this process."""
+    """Prepare directory SOURCE into CAR pieces in DIR, all in this process.
+
+    Run it again with the same --name to resume an interrupted run.
+    """
     if not os.path.isdir(source):
         fail(f"source {source!r} is not a directory")
     source = os.path.abspath(source)
     name = name or f"{os.path.basename(source.rstrip(os.sep)) or 'root'}-{uuid.uuid4().hex[:6]}"
     concurrency = concurrency or min(os.cpu_count() or 1, 8)
     db = state.db()
-    prep = catalog.create_preparation(db, name, [resolve_storage(state, source, output=False)],
-                                      [resolve_storage(state, output, output=True)],
-                                      max_size=max_size)
-    click.echo(f"preparation {prep.name} ({prep.id}) in {db.url}", err=True)
-    catalog.start_scan(db, prep.name)
+    prep = resume.find_resumable(db, name, source, output)
+    if prep is None:
+        prep = catalog.create_preparation(db, name,
+                                          [resolve_storage(state, source, output=False)],
+                                          [resolve_storage(state, output, output=True)],
+                                          max_size=max_size)
+        click.echo(f"preparation {prep.name} ({prep.id}) in {db.url}", err=True)
+    else:
+        rescued = resume.rescue_dead_local_workers(db, prep.name)
+        resume.make_runnable(db, prep.name)
+        click.echo(f"resuming preparation {prep.name} ({prep.id}) in {db.url}"
+                   + (f"; {rescued} job(s) of a killed run given back" if rescued else ""),
+                   err=True)
     printer = ProgressPrinter(state, prep.name, sys.stderr)
     printer.start()
+    interrupted = False
     try:
-        for phase in (JobType.SCAN, JobType.PACK, JobType.DAGGEN):
-            if phase == JobType.DAGGEN:
-                catalog.start_daggen(state.db(), prep.name)
-            _run_until_done(state, 1 if phase == JobType.SCAN else concurrency, printer, phase)
-            failed = _failed_jobs(state, prep.name)
-            if failed:
-                fail(f"{len(failed)} job(s) failed, first: job {failed[0].id} "
-                     f"({failed[0].type}): {failed[0].error_message}")
+        _run_phases(state, prep.name, concurrency, printer)
+    except (click.exceptions.Exit, KeyboardInterrupt) as exc:
+        interrupted = isinstance(exc, KeyboardInterrupt) or exc.exit_code in (130, 143)
+        raise
     finally:
         printer.finish()
+        if interrupted:
+            again = " ".join(shlex.quote(a) for a in (source, "--output", output, "--name",
+                                                      prep.name))
+            click.echo(f"interrupted: run `{click.get_current_context().command_path} {again}` "
+                       "again to resume", err=True)
     db = state.db()
     st = catalog.preparation_status(db, prep.name)
     pieces = catalog.list_pieces(db, prep.name)
@@ -202,3 +218,23 @@ def ez_prep(state: AppState, source: str, output: str, max_size: int, concurrenc
         return
     emit_pieces(pieces)
     click.echo(f"root CID: {root}")
+
+
+def _run_phases(state: AppState, prep_name: str, concurrency: int,
+                printer: ProgressPrinter) -> None:
+    """Scan, pack, daggen, each with its own pool run; stop at the first failed job."""
+    for phase in (JobType.SCAN, JobType.PACK, JobType.DAGGEN):
+        if phase != JobType.PACK:
+            resume.start_phase(state.db(), prep_name, phase)
+        _run_until_done(state, 1 if phase == JobType.SCAN else concurrency, printer, phase)
+        failed = _failed_jobs(state, prep_name)
+        if failed:
+            fail(f"{len(failed)} job(s) failed, first: job {failed[0].id} "
+                 f"({failed[0].type}): {failed[0].error_message}")
+        if phase == JobType.PACK:
+            # A DAG built now would silently lack these files: stop instead.
+            held = resume.unfinished_packs(state.db(), prep_name)
+            if held:
+                fail(f"{len(held)} pack job(s) not finished (held by another process or "
+                     f"paused: {', '.join(str(j.id) for j in held[:10])}); the DAG is not "
+                     f"built. Run ez-prep with --name {prep_name} again once they are done")
