@@ -207,8 +207,17 @@ def prep_scan(state: AppState, name: str) -> None:
 @pass_state
 def prep_daggen(state: AppState, name: str) -> None:
     """Start (or restart) the DAG generation job of every source of NAME."""
-    ids = catalog.start_daggen(state.db(), name)
+    db = state.db()
+    ids = catalog.start_daggen(db, name)
     click.echo(f"daggen job(s) ready: {', '.join(map(str, ids)) or 'none (no source)'}")
+    unfinished = [j.id for j in catalog.list_jobs(db, preparation=name, type=JobType.PACK)
+                  if j.state != JobState.COMPLETE]
+    if unfinished:
+        # The DAG links only packed files: built now, the root CID would silently lack these.
+        click.echo(f"Warning: {len(unfinished)} pack job(s) of {name} are not complete "
+                   f"({', '.join(map(str, unfinished[:10]))}{', ...' if len(unfinished) > 10 else ''}); "
+                   "the DAG will not link their files: run `prep daggen` again once they are",
+                   err=True)
 
 
 @prep_group.command("pause")

@@ -231,6 +231,8 @@ def _run_phases(state: AppState, prep_name: str, concurrency: int,
         if failed:
             fail(f"{len(failed)} job(s) failed, first: job {failed[0].id} "
                  f"({failed[0].type}): {failed[0].error_message}")
+        if phase == JobType.SCAN and not catalog.preparation_status(state.db(), prep_name).files:
+            fail(f"preparation {prep_name}: the source holds no file to prepare")
         if phase == JobType.PACK:
             # A DAG built now would silently lack these files: stop instead.
             held = resume.unfinished_packs(state.db(), prep_name)

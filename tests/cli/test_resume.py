@@ -1,4 +1,5 @@
-"""`ez-prep --name NAME` on an interrupted run resumes it (real subprocesses, both databases)."""
+"""Unfinished work: `ez-prep --name NAME` resumes an interrupted run; nothing builds a DAG over
+unpacked files without saying so (real subprocesses, both databases)."""
 from __future__ import annotations
 
 import json
@@ -104,6 +105,27 @@ def test_ez_prep_refuses_a_name_taken_by_another_dataset(db, db_url, tree, tmp_p
     assert result.stderr.strip().splitlines() == [
         "Error: preparation 'p' already exists with other sources or outputs "
         "(src -> out); choose another --name"]
+
+
+def test_prep_daggen_warns_when_pack_jobs_are_not_complete(db, db_url, tree, tmp_path):
+    scanned_only(db_url, tree, tmp_path / "out", tmp_path)
+    pending = [j.id for j in catalog.list_jobs(db, preparation="p", type="pack")]
+    result = cli(db_url, "prep", "daggen", "p", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("daggen job(s) ready: ")
+    (warning,) = result.stderr.strip().splitlines()
+    assert warning.startswith(f"Warning: {len(pending)} pack job(s) of p are not complete")
+    assert str(pending[0]) in warning
+
+
+def test_ez_prep_of_an_empty_source_says_so(db_url, tmp_path):
+    empty = tmp_path / "empty"
+    (empty / "only-a-dir").mkdir(parents=True)
+    result = cli(db_url, "ez-prep", str(empty), "--output", str(tmp_path / "out"), "--name",
+                 "e", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: preparation e: the source holds no file to prepare")
 
 
 def _pid_of_exited() -> int:
