@@ -77,17 +77,24 @@ def open_database(url: str) -> Database:
     return db
 
 
-def setup_logging(config: Config) -> None:
-    """loguru: the configured level, text or JSON lines, to stderr or the configured file."""
+def setup_logging(config: Config, stderr: Any = None, colorize: bool | None = None) -> None:
+    """loguru: the configured level, text or JSON lines, to stderr or the configured file.
+
+    Args:
+        stderr: a callable taking each formatted line, used instead of stderr (not instead
+            of a configured file); ez-prep's progress line uses it to keep log lines apart.
+        colorize: for `stderr`; None lets loguru decide for the real stderr.
+    """
     logger.remove()
-    sink: Any = config.log.file or sys.stderr
+    sink: Any = config.log.file or stderr or sys.stderr
     kwargs: dict[str, Any] = {"level": config.log.level.upper(), "backtrace": False,
                               "diagnose": False}
     if config.log.format == "json":
         kwargs["serialize"] = True
     else:
         kwargs["format"] = TEXT_FORMAT
-        kwargs["colorize"] = None if sink is sys.stderr else False
+        kwargs["colorize"] = (None if sink is sys.stderr else
+                              bool(colorize) if stderr is not None and sink is stderr else False)
     logger.add(sink, **kwargs)
 
 

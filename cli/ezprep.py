@@ -20,7 +20,7 @@ import click
 import pykka
 
 from cli import resume
-from cli.app import AppState, fail
+from cli.app import AppState, fail, setup_logging
 from cli.commands import emit_pieces, piece_document, resolve_storage
 from cli.output import cid_str, emit_json, human_size
 from cli.params import SIZE
@@ -83,6 +83,19 @@ class ProgressPrinter(threading.Thread):
         self.progress = Progress()
         self.stop_event = threading.Event()
         self.last_line = ""
+        self.lock = threading.Lock()    # one writer at a time: progress or a log line
+        self.drawing = self.tty
+        if self.tty:
+            # Log lines would else continue the progress line (it has no newline): each one
+            # clears it, is written on its own, and the progress line is drawn again below.
+            setup_logging(state.config(), stderr=self._log_line, colorize=True)
+
+    def _log_line(self, message: str) -> None:
+        with self.lock:
+            self.stream.write("\r\x1b[K" + message)
+            if self.drawing and self.last_line:
+                self.stream.write(self.last_line)
+            self.stream.flush()
 
     def run(self) -> None:
         every = TTY_EVERY_S if self.tty else PLAIN_EVERY_S
@@ -105,20 +118,24 @@ class ProgressPrinter(threading.Thread):
         st = self._status()
         if st is None:
             return
-        self.last_line = self.progress.line(st, final=final)
-        if self.tty:
-            self.stream.write("\r\x1b[K" + self.last_line)
-        else:
-            self.stream.write(self.last_line + "\n")
-        self.stream.flush()
+        with self.lock:
+            self.last_line = self.progress.line(st, final=final)
+            if self.tty:
+                self.stream.write("\r\x1b[K" + self.last_line)
+            else:
+                self.stream.write(self.last_line + "\n")
+            self.stream.flush()
 
     def finish(self) -> None:
         self.stop_event.set()
-        self.join(timeout=5)
+        if self.is_alive():
+            self.join(timeout=5)
         self.draw(final=True)
         if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+            with self.lock:
+                self.drawing = False        # later log lines start below the final line
+                self.stream.write("\n")
+                self.stream.flush()
 
 
 def _run_until_done(state: AppState, concurrency: int, printer: ProgressPrinter,

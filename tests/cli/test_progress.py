@@ -3,10 +3,20 @@ from __future__ import annotations
 
 import io
 
+import pytest
+from loguru import logger
+
 from cli.app import AppState
 from cli.ezprep import Progress, ProgressPrinter
 from storage import catalog
 from storage.models import Job, JobState, SourceAttachment
+
+
+@pytest.fixture(autouse=True)
+def _loguru_reset():
+    """A printer on a TTY points loguru at it: put loguru back after each test."""
+    yield
+    logger.remove()
 
 
 def status(files=10, total=100_000_000, packed=0, scanning=False, pieces=0):
@@ -111,3 +121,27 @@ def test_the_first_plain_line_already_has_a_rate(db, db_url, tmp_path, monkeypat
     (line,) = pipe.getvalue().splitlines()
     assert " 0.0 MB/s" not in line, line
     assert "MB/s" in line
+
+
+def test_on_a_tty_log_lines_go_above_the_progress_line_not_through_it(db, db_url, tmp_path):
+    # Regression: a log line was written right after the progress line (which ends without a
+    # newline), so both ran together on one screen line.
+    _prep(db, tmp_path)
+    state = AppState(overrides={"database.url": db_url, "log.level": "INFO"})
+    state._db = db
+    tty = FakeTty()
+    printer = ProgressPrinter(state, "p", tty)
+    printer.draw()
+    logger.info("claimed pack job 7")
+    out = tty.getvalue()
+    progress = printer.last_line
+    assert out.startswith("\r\x1b[K" + progress + "\r\x1b[K")   # the line is cleared first
+    after = out[len("\r\x1b[K" + progress + "\r\x1b[K"):]
+    log_line, redrawn = after.split("\n", 1)
+    assert log_line.endswith("claimed pack job 7")
+    assert redrawn == progress                                      # and drawn again below
+    printer.finish()
+    logger.info("after the end")
+    tail = tty.getvalue().rsplit(printer.last_line + "\n", 1)[1]   # below the final line
+    assert tail.startswith("\r\x1b[K") and tail.endswith("after the end\n")
+    assert printer.last_line not in tail                            # not redrawn any more
