@@ -51,14 +51,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def rescue_dead_local_workers(db: Database, prep_name: str) -> int:
-    """Give back to `ready` the jobs of `prep_name` held by killed processes of this host.
+def held_by_dead_local_workers(db: Database, prep_name: str | None = None) -> dict[str, list[int]]:
+    """Processing jobs (of `prep_name`, or all) whose worker is a dead process of this host.
 
-    Without this, the jobs of an `ez-prep` that was killed (SIGKILL, OOM, power loss) stay
-    `processing` until the reaper finds their worker stale (`stale_after`, minutes), and a
-    resumed run would find nothing to do. Only workers registered by this host whose
-    process no longer exists are touched; the rescue is a compare-and-set on worker and
-    state. Returns the number of jobs rescued.
+    Such jobs stay `processing` until the reaper finds their worker stale (`stale_after`,
+    minutes): a killed run (SIGKILL, OOM, power loss) leaves them behind.
     """
     host = socket.gethostname()
     dead = {w.id for w in list_workers(db)
@@ -67,8 +64,18 @@ def rescue_dead_local_workers(db: Database, prep_name: str) -> int:
     for job in catalog.list_jobs(db, preparation=prep_name, state=JobState.PROCESSING):
         if job.worker_id in dead:
             held.setdefault(job.worker_id, []).append(job.id)
+    return held
+
+
+def rescue_dead_local_workers(db: Database, prep_name: str) -> int:
+    """Give back to `ready` the jobs of `prep_name` held by killed processes of this host.
+
+    Without this a resumed `ez-prep` would find nothing to do for minutes. Only workers
+    registered by this host whose process no longer exists are touched; the rescue is a
+    compare-and-set on worker and state. Returns the number of jobs rescued.
+    """
     rescued = 0
-    for worker_id, job_ids in held.items():
+    for worker_id, job_ids in held_by_dead_local_workers(db, prep_name).items():
         ids = rescue_jobs(db, worker_id, job_ids)
         rescued += len(ids)
         logger.info("job(s) {} of dead worker {} (this host) back to ready", ids, worker_id)
