@@ -25,7 +25,7 @@ from dataprep.output import CarOutput, choose_output, remove_unreferenced
 from dataprep.piece import CarSink, finish_piece
 from dataprep.source import LocalSource, source_for
 from dataprep.unixfs import assemble_file, build_file_dag
-from storage import packing
+from storage import dag, packing
 from storage.rows import JobRow, RangeRow
 
 CHUNK = 1 << 20
@@ -265,6 +265,10 @@ def pack_handler(job: JobRow, ctx: JobContext) -> JobOutcome:
         blocks=result.blocks, update_dag=not prep.no_dag)
 
     def apply() -> None:
+        # Serialise the applies of one attachment: whether a split file is whole is read
+        # here, and on PostgreSQL two packs of its ranges would each miss the other's
+        # uncommitted CID, leaving the file without one (tests/dataprep/test_concurrent_apply).
+        dag.lock_root(ctx.db, att.id)
         updated = packing.write_pack_result(ctx.db, record, assemble_file)
         if record.update_dag and updated:
             update_directories(ctx.db, att.id, updated)
