@@ -11,6 +11,7 @@ import uuid
 import click
 
 from cli.app import AppState, fail
+from cli.layout import check_layout
 from cli.output import cid_str, emit_json, emit_table, human_size
 from cli.params import SIZE
 from storage import catalog
@@ -114,6 +115,14 @@ def resolve_storage(state: AppState, spec: str, *, output: bool) -> str:
     return catalog.create_storage(db, name, path).name
 
 
+def spec_path(state: AppState, spec: str) -> str:
+    """The directory a `--source`/`--output` value names: a storage's path, or the path."""
+    try:
+        return catalog.get_storage(state.db(), spec).path
+    except catalog.NotFound:
+        return os.path.abspath(os.path.expanduser(spec))
+
+
 @prep_group.command("create")
 @click.argument("name")
 @click.option("--source", "sources", multiple=True, required=True, metavar="PATH|STORAGE",
@@ -137,6 +146,8 @@ def prep_create(state: AppState, name: str, sources: tuple[str, ...], outputs: t
     db = state.db()
     if any(p.name == name for p in catalog.list_preparations(db)):
         fail(f"preparation {name!r} already exists")
+    check_layout(state.config().database.url, [spec_path(state, s) for s in sources],
+                 [spec_path(state, s) for s in outputs])
     source_names = [resolve_storage(state, s, output=False) for s in sources]
     output_names = [resolve_storage(state, s, output=True) for s in outputs]
     prep = catalog.create_preparation(db, name, source_names, output_names, max_size=max_size,

@@ -22,6 +22,7 @@ import pykka
 from cli import resume
 from cli.app import AppState, fail, setup_logging
 from cli.commands import emit_pieces, piece_document, resolve_storage
+from cli.layout import check_layout
 from cli.output import cid_str, emit_json, human_size
 from cli.params import SIZE
 from storage import catalog
@@ -195,6 +196,8 @@ def ez_prep(state: AppState, source: str, output: str, max_size: int, concurrenc
     source = os.path.abspath(source)
     name = name or f"{os.path.basename(source.rstrip(os.sep)) or 'root'}-{uuid.uuid4().hex[:6]}"
     concurrency = concurrency or min(os.cpu_count() or 1, 8)
+    # Before the database is opened: refused, it leaves no database file behind.
+    check_layout(state.config().database.url, [source], [os.path.abspath(output)])
     db = state.db()
     prep = resume.find_resumable(db, name, source, output)
     if prep is None:

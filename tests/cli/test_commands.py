@@ -128,9 +128,9 @@ def test_db_init_and_upgrade_report_the_schema_version(invoke, tmp_path):
     (["prep", "delete", "nope"], 1, ["preparation 'nope' not found"]),
     (["prep", "create", "p", "--source", "/no/such/dir"], 1,
      ["source '/no/such/dir' is neither a storage name nor a directory"]),
-    (["prep", "create", "p", "--source", ".", "--max-size", "12XB"], 2,
+    (["prep", "create", "p", "--source", "src", "--max-size", "12XB"], 2,
      ["--max-size", "not a size: '12XB'"]),
-    (["prep", "create", "p", "--source", ".", "--max-size", "1MiB", "--min-piece-size", "3"], 1,
+    (["prep", "create", "p", "--source", "src", "--max-size", "1MiB", "--min-piece-size", "3"], 1,
      ["min piece size must be a power of two"]),
     (["prep", "create", "p"], 2, ["--source"]),
     (["ez-prep", "/no/such/dir", "--output", "out"], 1, ["source '/no/such/dir' is not a directory"]),
@@ -143,6 +143,7 @@ def test_db_init_and_upgrade_report_the_schema_version(invoke, tmp_path):
 def test_user_errors_are_one_line_with_the_right_exit_code(invoke, tmp_path, args, code,
                                                            fragments):
     url = f"sqlite:///{tmp_path / 'pw.db'}"
+    (tmp_path / "src").mkdir()                    # a source must not hold the database file
     assert invoke("--database", url, "db", "init").exit_code == 0  # its log line is not the error's
     result = invoke("--database", url, *args)
     assert result.exit_code == code, result.output
