@@ -20,8 +20,19 @@ LOG_LEVELS = click.Choice(["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERRO
                           case_sensitive=False)
 
 
+def _version() -> str:
+    """The installed distribution's version (a bare checkout has none installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pieceworks")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 @click.group(cls=RootGroup, invoke_without_command=True,
              context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version=_version(), prog_name="pieceworks", message="%(prog)s %(version)s")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="FILE",
               help="TOML config file (default: ./config.toml if present).")
 @click.option("--database", metavar="URL",

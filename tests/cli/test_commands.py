@@ -228,3 +228,11 @@ def test_a_bug_is_one_line_and_its_traceback_shows_only_at_debug(invoke, tmp_pat
     debug = invoke("--database", url, "--log-level", "DEBUG", "storage", "list")
     assert debug.exit_code == 1
     assert "Traceback" in debug.stderr and "RuntimeError: boom" in debug.stderr
+
+
+def test_version_prints_the_installed_version(invoke):
+    from importlib.metadata import version
+
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"pieceworks {version('pieceworks')}"
