@@ -1,4 +1,9 @@
-"""Access to the shared reference vectors in ``../shared/vectors`` (beside the repository).
+"""Access to the reference vectors.
+
+The vectors come from ``../shared/vectors`` (beside the repository), computed with
+independent implementations. A copy lives in ``tests/data/vectors.json`` so that the suite
+runs from a plain clone; `test_vectors_copy.py` checks the copy against the original
+whenever the original is beside the repository.
 
 `vectors()` loads ``vectors.json``. Inputs are not stored: `stream(seed, size)` regenerates
 them bit-exactly with the algorithm documented in ``gen.py``::
@@ -20,14 +25,15 @@ from typing import Any, Iterator
 
 import pytest
 
-VECTORS_DIR = Path(__file__).resolve().parents[2] / "shared" / "vectors"
+SHARED_VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "vectors.json"
+VECTORS_COPY = Path(__file__).resolve().parent / "data" / "vectors.json"
 GEN_CHUNK = 1 << 20
 
 
 @lru_cache(maxsize=1)
 def vectors() -> dict[str, Any]:
     """The parsed ``vectors.json``; skips nothing: a missing file is a test error."""
-    path = Path(os.environ.get("VECTORS", VECTORS_DIR / "vectors.json"))
+    path = Path(os.environ.get("VECTORS", VECTORS_COPY))
     if not path.exists():
         pytest.fail(f"reference vectors not found at {path}")
     with open(path, encoding="utf-8") as fobj:
