@@ -9,12 +9,10 @@ from __future__ import annotations
 import os
 
 import click
-from loguru import logger
 
 from cli.app import CURRENT, AppState, RootGroup
 from cli.commands import db_group, job_group, prep_group, storage_group, worker_group
 from cli.ezprep import ez_prep
-from cli.resume import held_by_dead_local_workers
 
 LOG_LEVELS = click.Choice(["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"],
                           case_sensitive=False)
@@ -83,25 +81,11 @@ def run(state: AppState, concurrency: int | None = None, exit_on_complete: bool 
                           worker__enable_pack=False if no_pack else None,
                           worker__enable_dag=False if no_dag else None,
                           reaper__enabled=False if no_reaper else None)
-    db = state.db()  # schema created or checked, and a bad URL reported, before the pool starts
-    held = held_by_dead_local_workers(db)
-    if held:
-        job_ids = sorted(j for ids in held.values() for j in ids)
-        logger.warning("{} job(s) ({}) are held by workers of this host whose process is gone; "
-                       "the reaper gives them back once those workers have been silent for "
-                       "stale_after ({}){}", len(job_ids), ", ".join(map(str, job_ids[:10])),
-                       _human_duration(config.reaper.stale_after),
-                       "; this --exit-on-complete run may stop before that"
-                       if config.worker.exit_on_complete else "")
+    state.db()  # schema created or checked, and a bad URL reported, before the pool starts
     state.close()
     code = run_pool(config)
     if code:
         raise click.exceptions.Exit(code)
-
-
-def _human_duration(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 cli.add_command(db_group)

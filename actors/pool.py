@@ -31,6 +31,7 @@ from loguru import logger
 from actors import registry
 from actors.config import Config
 from actors.failures import is_outage
+from actors.localrescue import rescue_dead_local_workers
 from actors.ledger import Ledger
 from actors.messages import StopPool
 from actors.reaper import make_config_check
@@ -110,6 +111,7 @@ def run_pool(config: Config, *, handlers: Mapping[str, Handler] | None = None,
     previous = _install(state) if install_signal_handlers else {}
     kwargs: dict[str, Any] = {} if sweep_interval is None else {"sweep_interval": sweep_interval}
     logger.info("worker pool starting: {} worker(s) on {}", config.worker.concurrency, db.url)
+    rescue_dead_local_workers(db)  # a killed earlier run's jobs, now rather than when stale
     try:
         supervisor = Supervisor.start(db=db, config=config, ledger=ledger, handlers=table,
                                       on_done=on_done, clock=clock, signals=signals,

@@ -19,6 +19,7 @@ from typing import TextIO
 import click
 import pykka
 
+from actors.localrescue import rescue_dead_local_workers
 from cli import resume
 from cli.app import AppState, fail, setup_logging
 from cli.commands import emit_pieces, piece_document, resolve_storage
@@ -207,7 +208,7 @@ def ez_prep(state: AppState, source: str, output: str, max_size: int, concurrenc
                                           max_size=max_size)
         click.echo(f"preparation {prep.name} ({prep.id}) in {db.url}", err=True)
     else:
-        rescued = resume.rescue_dead_local_workers(db, prep.name)
+        rescued = rescue_dead_local_workers(db, prep.name)
         resume.make_runnable(db, prep.name)
         click.echo(f"resuming preparation {prep.name} ({prep.id}) in {db.url}"
                    + (f"; {rescued} job(s) of a killed run given back" if rescued else ""),

@@ -115,3 +115,28 @@ def test_two_runner_processes_share_500_jobs_and_run_each_exactly_once(db_url, t
             for line in f.read_text().splitlines()]
     assert sorted(map(int, runs)) == ids  # every job exactly once
     assert worker_count(db) == 0
+
+
+def test_a_restarted_runner_takes_back_at_once_the_jobs_of_a_killed_runner_of_this_host(
+        db_url, tmp_path):
+    # Regression: the jobs of a SIGKILLed run stayed `processing` until the reaper found its
+    # workers stale (5 min), so a restarted `run --exit-on-complete` stopped at once and a
+    # DAG built then lacked their files.
+    db = connect(db_url)
+    [job] = _jobs(db, 1)
+    slow_reaper = {"stale_after": 300.0, "interval": 300.0}
+    killed = start_runner(db_url, tmp_path, "killed", hang_job=job, config=slow_reaper)
+    try:
+        assert wait_for(lambda: _markers(tmp_path, job), 20), (tmp_path / "killed.log").read_text()
+    finally:
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(10)
+    assert states(db, [job]) == {job: "processing"}
+    again = start_runner(db_url, tmp_path, "again",
+                         config={**slow_reaper, "exit_on_complete": True})
+    try:
+        assert again.wait(30) == 0, (tmp_path / "again.log").read_text()
+    finally:
+        if again.poll() is None:
+            again.kill()
+    assert states(db, [job]) == {job: "complete"}
