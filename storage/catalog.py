@@ -17,6 +17,7 @@ import peewee as pw
 from storage.db import Database
 from storage.errors import Conflict, NotFound, StorageError
 from storage.models import (Car, Directory, File, Job, JobState, JobType, OutputAttachment,
+                            PieceType,
                             Preparation, SourceAttachment, Storage, utcnow)
 from storage.rows import PreparationRow, StorageRow
 
@@ -344,10 +345,12 @@ def preparation_status(db: Database, name: str) -> PreparationStatus:
     pieces = Car.select().where(Car.preparation == prep.id).count()
     roots: dict[str, bytes | None] = {}
     for att in atts:
-        root = (Directory.select(Directory.cid)
-                .where(Directory.attachment == att.id, Directory.parent.is_null())
-                .order_by(Directory.id).first())
-        roots[att.storage.name] = root.cid if root is not None else None
+        # The dataset's root is the one the last DAG piece exported; before daggen has run,
+        # the root directory's CID is a partial tree and would mislead.
+        dag_car = (Car.select(Car.root_cid)
+                   .where(Car.attachment == att.id, Car.piece_type == PieceType.DAG)
+                   .order_by(Car.id.desc()).first())
+        roots[att.storage.name] = dag_car.root_cid if dag_car is not None else None
     outputs = tuple(o.storage.name for o in OutputAttachment.select(OutputAttachment, Storage)
                     .join(Storage).where(OutputAttachment.preparation == prep)
                     .order_by(OutputAttachment.id))
@@ -357,14 +360,17 @@ def preparation_status(db: Database, name: str) -> PreparationStatus:
 
 
 def list_pieces(db: Database, name: str) -> list[PieceRow]:
-    """Every CAR of the preparation, by id (data pieces in pack order, dag pieces after)."""
+    """Every CAR of the preparation: data pieces by pack job, then dag pieces, oldest first.
+
+    Ordered by job, not by completion, so the listing is the same however the jobs ran."""
     prep = _get_prep_model(name)
     out = []
     query = (Car.select(Car, Storage, SourceAttachment)
              .join(Storage, pw.JOIN.LEFT_OUTER, on=(Car.storage == Storage.id))
              .switch(Car)
              .join(SourceAttachment, pw.JOIN.LEFT_OUTER, on=(Car.attachment == SourceAttachment.id))
-             .where(Car.preparation == prep.id).order_by(Car.id))
+             .where(Car.preparation == prep.id)
+             .order_by(Car.piece_type.desc(), Car.job_id, Car.id))  # 'data' > 'dag'
     source_names = {a.id: a.storage.name for a in _attachments(prep)}
     for car in query:
         path = None

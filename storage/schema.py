@@ -67,7 +67,7 @@ def init_schema(db: Database) -> int:
                                ("salt", base64.b64encode(os.urandom(8)).decode())):
                 Global.insert(key=key, value=value).on_conflict_ignore().execute()
             SchemaMigration.insert(version=SCHEMA_VERSION).on_conflict_ignore().execute()
-            logger.bind(action="schema").info("created schema version {} on {}",
+            logger.bind(action="schema").debug("created schema version {} on {}",
                                               SCHEMA_VERSION, db.url)
             return SCHEMA_VERSION
     return upgrade_schema(db)

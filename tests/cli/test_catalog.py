@@ -154,8 +154,10 @@ def test_status_pieces_and_jobs_report_what_the_rows_say(db, tree):
                file_size=100, storage=catalog.get_storage(db, "out").id,
                storage_path="x.car", preparation=prep.id, attachment=att, job=pack,
                num_of_files=1)
+    # The partial root directory is no dataset root: only a DAG piece gives one.
+    assert catalog.preparation_status(db, "p").root_cids["src"] is None
     Car.create(piece_type="dag", piece_size=1 << 20, file_size=96, preparation=prep.id,
-               attachment=att)
+               attachment=att, root_cid=b"\x01\x70\x12\x20" + bytes(32))
     st = catalog.preparation_status(db, "p")
     assert st.jobs == {"pack": {"complete": 1, "error": 1}}
     assert (st.files, st.bytes, st.pieces, st.packed_bytes) == (1, 5, 2, 5)

@@ -135,13 +135,13 @@ def _pid_of_exited() -> int:
     return proc.pid
 
 
-def test_run_warns_about_jobs_held_by_killed_processes_of_this_host(db, db_url, tree,
-                                                                     tmp_path):
+def test_run_gives_back_the_jobs_held_by_killed_processes_of_this_host(db, db_url, tree,
+                                                                      tmp_path):
     scanned_only(db_url, tree, tmp_path / "out", tmp_path)
     dead = register_worker(db, hostname=socket.gethostname(), pid=_pid_of_exited())
     held = claim_job(db, dead, ["pack"], max_attempts=5)
     result = cli(db_url, "run", "--exit-on-complete", "--no-pack", "--no-reaper", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     (warning,) = [line for line in result.stderr.splitlines() if "WARNING" in line]
-    assert f"1 job(s) ({held.id}) are held by workers of this host whose process is gone" in warning
-    assert "stale_after (5m00s); this --exit-on-complete run may stop before that" in warning
+    assert f"job(s) [{held.id}] of worker {dead}, a process of this host that is gone" in warning
+    assert held.id in [j.id for j in catalog.list_jobs(db, state="ready", type="pack")]
