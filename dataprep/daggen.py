@@ -16,7 +16,7 @@ from dataprep.cid import cid_to_str, encode_uvarint
 from dataprep.context import JobContext, JobOutcome
 from dataprep.dirstate import DirectoryState
 from dataprep.errors import DagNotReady, DataprepError, JobCancelled
-from dataprep.output import CarOutput, choose_output, remove_unreferenced
+from dataprep.output import CarOutput, choose_output
 from dataprep.piece import CarSink, finish_piece
 from storage import dag, packing
 from storage.models import PieceType
@@ -93,12 +93,12 @@ def daggen_handler(job: JobRow, ctx: JobContext) -> JobOutcome:
         for dir_id in dag.mark_exported(ctx.db, visited):
             logger.warning("daggen job {}: directory {} changed since we started; it stays "
                            "unexported for the next run", job.id, dir_id)
+        if record is not None and output is not None:
+            output.commit()  # last: a failure above leaves only our temp file to discard
 
     def discard() -> None:
-        if output is not None and storage_path:
-            remove_unreferenced(out_storage.path, storage_path,
-                                lambda: packing.car_path_referenced(ctx.db, out_storage.id,
-                                                                    storage_path))
+        if output is not None:
+            output.abort()  # our temp file only, never a <pieceCID>.car
 
     summary = f"piece {piece.name}" if piece is not None else "nothing to export"
     return JobOutcome(apply=apply, discard=discard, summary=summary)

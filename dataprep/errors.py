@@ -24,8 +24,12 @@ class TransientError(DataprepError):
     """A temporary failure; the job may succeed if tried again later."""
 
 
-class FileModified(DataprepError):
-    """A source file changed between scan and pack."""
+class FileModified(TransientError):
+    """A source file changed while the pack was reading it.
+
+    Transient: the bytes already streamed cannot be taken back, so this run fails, but
+    the next attempt's pre-read check sees the change first and skips the file.
+    """
 
 
 class NoContent(DataprepError):

@@ -1,10 +1,18 @@
-"""Writing CAR files to an output directory: temp name, fsync, atomic rename.
+"""Writing CAR files to an output directory: temp name, fsync, rename at completion.
 
-A CAR is written to `<dir>/.pieceworks-<job_id>-<uuid>.car.tmp`, fsynced, then renamed to
-`<pieceCID>.car` and the directory fsynced. Two jobs that produce the same piece write the
-same bytes, so whichever rename lands last replaces an identical file and readers always
-see a complete one. A failure, a cancel or a lost compare-and-set removes the temp file
-(`CarOutput.abort`); a file left by a killed process is removed later by the reaper
+A CAR is written to `<dir>/.pieceworks-<job_id>-<uuid>.car.tmp` and fsynced by the job
+(`CarOutput.finish`). It keeps that name until the job has won its completion: the
+outcome's `apply`, which runs inside `complete_job`'s transaction after the
+compare-and-set, calls `CarOutput.commit`, which renames it to `<pieceCID>.car` and
+fsyncs the directory. So a job that loses its compare-and-set never touched the final
+name, and its `discard` (`CarOutput.abort`) removes only its own temp file: it can never
+remove a CAR that another job's car row references or is about to reference.
+
+Two jobs that produce the same piece write the same bytes (the name is the content's
+piece CID), so when the final name already exists with our size, `commit` drops our temp
+file instead of replacing it. A crash between the rename and the transaction's commit
+leaves no temp file, only a complete CAR under its piece CID name (its job runs again and
+finds it in place). A file left by a killed process is removed later by the reaper
 (`sweep_temp_files`).
 """
 from __future__ import annotations
@@ -15,7 +23,7 @@ import os
 import random
 import shutil
 import uuid
-from typing import Callable, Sequence
+from typing import Sequence
 
 from loguru import logger
 
@@ -68,8 +76,9 @@ def choose_output(outputs: Sequence[StorageRow], rng: random.Random | None = Non
 class CarOutput:
     """One CAR being written to an output directory.
 
-    Use `write()` for the bytes, then `finish(piece_cid_str)` to fsync and rename; call
-    `abort()` on any failure (safe to call twice, and after `finish` it does nothing).
+    Use `write()` for the bytes, `finish(piece_cid_str)` to fsync them, `commit()` (from
+    the job's `apply`) to put the file in place, and `abort()` on any failure or a lost
+    compare-and-set (safe to call twice; after `commit` it does nothing).
     """
 
     def __init__(self, directory: str, job_id: int) -> None:
@@ -77,6 +86,7 @@ class CarOutput:
         self.temp_path = os.path.join(
             directory, f"{TEMP_PREFIX}{job_id}-{uuid.uuid4().hex}{TEMP_SUFFIX}")
         self.final_path: str | None = None
+        self.committed = False
         try:
             self._file = open(self.temp_path, "xb", buffering=WRITE_BUFFER)
         except OSError as exc:
@@ -102,23 +112,62 @@ class CarOutput:
             count -= n
 
     def finish(self, name: str) -> str:
-        """Flush, fsync and rename to `<name>.car`; returns the final file name."""
-        final = os.path.join(self.directory, f"{name}.car")
+        """Flush, fsync and close the temp file; returns its final name `<name>.car`.
+
+        The file keeps its temp name until `commit()`.
+        """
         try:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
-            os.replace(self.temp_path, final)
-            _fsync_dir(self.directory)
         except OSError as exc:
             self.abort()
             raise _output_error(f"cannot finish {self.temp_path}", exc) from exc
-        self.final_path = final
-        return os.path.basename(final)
+        self.final_path = os.path.join(self.directory, f"{name}.car")
+        return os.path.basename(self.final_path)
+
+    def commit(self) -> None:
+        """Put the finished CAR under its final name, then fsync the directory.
+
+        Runs in the job's `apply`, after its compare-and-set has won. If the final name
+        already holds a file of our size, it is the same piece from another job: our temp
+        file is dropped and theirs stays. Idempotent: `complete_job` may run `apply`
+        again when its transaction is retried.
+
+        Raises:
+            OutputError / TransientError: the file cannot be put in place (the caller's
+                transaction then rolls back, and `abort()` removes the temp file).
+        """
+        if self.final_path is None:
+            raise OutputError(f"{self.temp_path} was never finished")
+        final = self.final_path
+        if self.committed:
+            if not os.path.exists(final):
+                raise OutputError(f"{final} vanished after it was written")
+            return
+        try:
+            try:
+                existing = os.stat(final).st_size
+            except FileNotFoundError:
+                existing = None
+            if existing == self.written:
+                os.unlink(self.temp_path)
+                logger.debug("{} already in place (same piece): dropped {}", final,
+                             self.temp_path)
+            else:
+                if existing is not None:
+                    logger.warning("replacing {}: {} bytes, the piece has {}", final,
+                                   existing, self.written)
+                os.replace(self.temp_path, final)
+            _fsync_dir(self.directory)
+        except OSError as exc:
+            raise _output_error(f"cannot move {self.temp_path} to {final}", exc) from exc
+        self.committed = True
 
     def abort(self) -> None:
-        """Close and remove the temp file (no error if already gone)."""
-        if self.final_path is not None:
+        """Close and remove the temp file (no error if already gone); never touches the
+        final name, which another job may be using."""
+        if self.committed:
             return
         try:
             self._file.close()
@@ -146,26 +195,6 @@ def _output_error(what: str, exc: OSError) -> DataprepError:
     if exc.errno in (errno.EIO, errno.ETIMEDOUT, errno.EAGAIN):
         return TransientError(f"{what}: {exc.strerror}")
     return OutputError(f"{what}: {exc.strerror or exc}")
-
-
-def remove_unreferenced(directory: str, name: str,
-                        is_referenced: Callable[[], bool]) -> bool:
-    """Remove `<directory>/<name>` unless `is_referenced()` says a car row uses it.
-
-    Used by a job's `discard`: a lost compare-and-set must not delete the file of
-    another job that produced the same piece and won.
-
-    Returns:
-        True when the file was removed.
-    """
-    if is_referenced():
-        logger.debug("keeping {}: a car row references it", name)
-        return False
-    try:
-        os.unlink(os.path.join(directory, name))
-    except FileNotFoundError:
-        return False
-    return True
 
 
 def sweep_temp_files(dirs: Sequence[str], older_than_seconds: float,

@@ -20,8 +20,9 @@ from dataprep.car import car_header
 from dataprep.cid import EMPTY_FILE_CID, RAW_PREFIX, encode_uvarint
 from dataprep.context import JobContext, JobOutcome
 from dataprep.dirtree import update_directories
-from dataprep.errors import DataprepError, FileModified, JobCancelled, SourceError
-from dataprep.output import CarOutput, choose_output, remove_unreferenced
+from dataprep.errors import (DataprepError, FileModified, JobCancelled, NoContent,
+                             SourceError)
+from dataprep.output import CarOutput, choose_output
 from dataprep.piece import CarSink, finish_piece
 from dataprep.source import LocalSource, source_for
 from dataprep.unixfs import assemble_file, build_file_dag
@@ -38,7 +39,7 @@ class RangeResult:
 
     range_id: int
     file_id: int
-    cid: bytes | None          # None: skipped (inaccessible)
+    cid: bytes | None          # None: skipped (changed since the scan, or unreadable)
     read: int                  # bytes actually read
 
 
@@ -89,17 +90,30 @@ def _modified(path: str, why: str) -> FileModified:
     return FileModified(f"file has been modified: {path} ({why})")
 
 
-def _check(source: LocalSource, rng: RangeRow) -> None:
-    """Size and mtime must still be those of the scan (SPEC §7.3)."""
+def _change(source: LocalSource, rng: RangeRow) -> str | None:
+    """Why the file no longer matches its scan (size and mtime, SPEC §7.3), or None.
+
+    Raises:
+        PermissionError / OSError: the file cannot be stat'ed.
+        SourceError: it is no longer a regular file.
+    """
     f = rng.file
     try:
         st = source.stat(f.path)
-    except FileNotFoundError as exc:
-        raise _modified(f.path, "it no longer exists") from exc
+    except FileNotFoundError:
+        return "it no longer exists"
     if f.size >= 0 and st.size != f.size:
-        raise _modified(f.path, f"size {st.size}, scanned {f.size}")
+        return f"size {st.size}, scanned {f.size}"
     if st.mtime_ns != f.last_modified_nano:
-        raise _modified(f.path, f"mtime {st.mtime_ns}, scanned {f.last_modified_nano}")
+        return f"mtime {st.mtime_ns}, scanned {f.last_modified_nano}"
+    return None
+
+
+def _check(source: LocalSource, rng: RangeRow) -> None:
+    """After a range was streamed: it must still be the file of the scan."""
+    why = _change(source, rng)
+    if why is not None:
+        raise _modified(rng.file.path, why)
 
 
 def _fill(fobj, view: memoryview, want: int) -> int:
@@ -121,33 +135,52 @@ class _Packer:
         self.buf = bytearray(CHUNK)
         self.view = memoryview(self.buf)
         self.done = 0
+        self.skipped: list[str] = []   # paths of the ranges skipped, in job order
         self.total = sum(max(r.length, 0) for r in job.ranges)
 
     def _open(self, path: str, offset: int):
         return self.source.open(path, offset)
 
+    def _skip_changed(self, rng: RangeRow, why: str) -> RangeResult:
+        # Nothing of this range is in the CAR yet, so the job can go on without it: the
+        # file gets no CID and no directory entry, and a rescan records its new version
+        # (a new file row, new ranges, a new pack job). Failing instead would block the
+        # job's other files for good, since every retry would see the same change.
+        logger.warning("pack job {}: file has been modified since the scan, skipped: {} "
+                       "(scan again to pack its new version): {}", self.job.id,
+                       rng.file.path, why)
+        self.skipped.append(rng.file.path)
+        return RangeResult(rng.id, rng.file.id, None, 0)
+
+    def _skip_unreadable(self, rng: RangeRow, exc: OSError) -> RangeResult:
+        path = rng.file.path
+        if not self.source.skip_inaccessible:
+            raise SourceError(f"cannot open {path}: {exc.strerror}") from exc
+        logger.warning("pack job {}: skipping unreadable file {}: {}", self.job.id, path,
+                       exc.strerror)
+        self.skipped.append(path)
+        return RangeResult(rng.id, rng.file.id, None, 0)
+
     def pack_range(self, rng: RangeRow) -> RangeResult:
+        """Stream one range, or skip it (changed since the scan, or unreadable and
+        skip_inaccessible set) before any of its bytes is written."""
         path = rng.file.path
         try:
-            _check(self.source, rng)
+            why = _change(self.source, rng)
         except PermissionError as exc:
-            if self.source.skip_inaccessible:
-                logger.warning("pack job {}: skipping unreadable file {}: {}", self.job.id,
-                               path, exc.strerror)
-                return RangeResult(rng.id, rng.file.id, None, 0)
-            raise SourceError(f"cannot open {path}: {exc.strerror}") from exc
+            return self._skip_unreadable(rng, exc)
+        if why is not None:
+            return self._skip_changed(rng, why)
         links: list[tuple[bytes, int]] = []
         if rng.length == 0:
             self.stream.leaf(EMPTY_FILE_CID, self.view[:0], rng.file.id, rng.offset)
             return RangeResult(rng.id, rng.file.id, EMPTY_FILE_CID, 0)
         try:
             fobj = self._open(path, rng.offset)
-        except (PermissionError, FileNotFoundError) as exc:
-            if self.source.skip_inaccessible:
-                logger.warning("pack job {}: skipping unreadable file {}: {}", self.job.id,
-                               path, exc.strerror)
-                return RangeResult(rng.id, rng.file.id, None, 0)
-            raise SourceError(f"cannot open {path}: {exc.strerror}") from exc
+        except FileNotFoundError:
+            return self._skip_changed(rng, "it no longer exists")
+        except PermissionError as exc:
+            return self._skip_unreadable(rng, exc)
         except OSError as exc:
             raise SourceError(f"cannot open {path}: {exc.strerror}") from exc
         remaining = rng.length if rng.length >= 0 else -1
@@ -172,6 +205,8 @@ class _Packer:
                         raise JobCancelled(f"pack job {self.job.id} cancelled") from exc
                     try:
                         fobj = self._open(path, pos)
+                    except FileNotFoundError as again:
+                        raise _modified(path, "it no longer exists") from again
                     except OSError as again:
                         raise SourceError(f"cannot reopen {path}: {again.strerror}") from again
                     continue
@@ -239,6 +274,10 @@ def pack_handler(job: JobRow, ctx: JobContext) -> JobOutcome:
             if ctx.cancel.is_set():
                 raise JobCancelled(f"pack job {job.id} cancelled")
             stream.result.ranges.append(packer.pack_range(rng))
+        if all(r.cid is None for r in stream.result.ranges):
+            raise NoContent(f"pack job {job.id}: no content to pack: every range was "
+                            f"skipped (changed since the scan or unreadable): "
+                            f"{_paths(packer.skipped)}")
         min_piece = prep.min_piece_size or (1 << 20)
         total_len = sum(r.length for r in job.ranges)
         piece = finish_piece(sink, prep.min_piece_size,
@@ -255,8 +294,9 @@ def pack_handler(job: JobRow, ctx: JobContext) -> JobOutcome:
         raise
     result = stream.result
     elapsed = time.monotonic() - started
-    logger.info("pack job {}: {} ranges, CAR {} bytes, piece {} ({} bytes) in {:.2f}s",
-                job.id, len(job.ranges), sink.offset, piece.name, piece.piece_size, elapsed)
+    logger.info("pack job {}: {} ranges ({} skipped), CAR {} bytes, piece {} ({} bytes) "
+                "in {:.2f}s", job.id, len(job.ranges), len(packer.skipped), sink.offset,
+                piece.name, piece.piece_size, elapsed)
     record = packing.PackRecord(
         job_id=job.id, attachment_id=att.id, preparation_id=prep.id,
         storage_id=out_storage.id if out_storage is not None else None,
@@ -272,13 +312,18 @@ def pack_handler(job: JobRow, ctx: JobContext) -> JobOutcome:
         updated = packing.write_pack_result(ctx.db, record, assemble_file)
         if record.update_dag and updated:
             update_directories(ctx.db, att.id, updated)
+        if output is not None:
+            output.commit()  # last: a failure above leaves only our temp file to discard
 
     def discard() -> None:
-        if output is not None and storage_path:
-            remove_unreferenced(out_storage.path, storage_path,
-                                lambda: packing.car_path_referenced(ctx.db, out_storage.id,
-                                                                    storage_path))
+        if output is not None:
+            output.abort()  # our temp file only, never a <pieceCID>.car
 
     return JobOutcome(apply=apply, discard=discard,
                       summary=f"piece {piece.name}, {sink.offset} bytes")
 
+
+def _paths(paths: list[str], shown: int = 20) -> str:
+    """Paths for a message: the first `shown`, then how many more."""
+    text = ", ".join(paths[:shown])
+    return text + (f" and {len(paths) - shown} more" if len(paths) > shown else "")

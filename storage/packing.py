@@ -14,7 +14,6 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 from storage.db import Database
 from storage.models import Car, CarBlock, File, FileRange, PieceType
-from storage.retry import retrying
 
 BLOCK_BATCH = 100   # 8 columns per row: far below SQLite's bound-parameter limit
 ID_CHUNK = 500
@@ -200,10 +199,3 @@ def set_cids(db: Database, model: type, pairs: Sequence[tuple[int, bytes | None]
             params += (row_id, blob(cid))
         db.pw.execute_sql(f"UPDATE {table} AS t SET cid = v.cid FROM (VALUES {values}) "
                           "AS v(id, cid) WHERE t.id = v.id", params)
-
-
-@retrying
-def car_path_referenced(db: Database, storage_id: int, storage_path: str) -> bool:
-    """Whether some car row stores its CAR at this path of this storage."""
-    return Car.select(Car.id).where((Car.storage == storage_id)
-                                    & (Car.storage_path == storage_path)).exists()

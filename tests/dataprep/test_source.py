@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dataprep.errors import OutputError, SourceError
-from dataprep.output import CarOutput, remove_unreferenced, sweep_temp_files
+from dataprep.output import CarOutput, sweep_temp_files
 from dataprep.source import (LocalSource, escape_name, escape_path, unescape_name,
                              unescape_path)
 from tests.dataprep.conftest import without_permission_override, write_tree
@@ -81,29 +81,50 @@ def test_an_unreadable_directory_fails_the_listing_unless_skipping(tmp_path, log
         os.chmod(tmp_path / "locked", 0o755)
 
 
-def test_a_car_output_is_renamed_atomically_and_abort_removes_the_temp_file(tmp_path):
+def test_a_car_output_keeps_its_temp_name_until_commit_and_abort_removes_only_it(tmp_path):
     out = CarOutput(str(tmp_path), job_id=7)
     assert os.path.basename(out.temp_path).startswith(".pieceworks-7-")
     out.write(b"abc")
     assert out.finish("bagafoo") == "bagafoo.car"
+    assert os.listdir(tmp_path) == [os.path.basename(out.temp_path)]
+    out.commit()
+    out.commit()  # a retried completion runs apply again
+    assert os.listdir(tmp_path) == ["bagafoo.car"]
     assert (tmp_path / "bagafoo.car").read_bytes() == b"abc"
+    out.abort()  # after the commit: nothing to undo
     other = CarOutput(str(tmp_path), job_id=8)
-    other.write(b"zzz")
-    other.abort()
-    assert sorted(os.listdir(tmp_path)) == ["bagafoo.car"]
+    other.write(b"abc")
+    other.finish("bagafoo")
+    other.abort()  # a lost compare-and-set: the shared final name is never touched
+    assert os.listdir(tmp_path) == ["bagafoo.car"]
+
+
+def test_a_commit_onto_an_identical_piece_drops_its_temp_file_and_keeps_theirs(tmp_path):
+    theirs = tmp_path / "bagafoo.car"
+    theirs.write_bytes(b"abc")
+    inode = theirs.stat().st_ino
+    out = CarOutput(str(tmp_path), job_id=9)
+    out.write(b"abc")
+    out.finish("bagafoo")
+    out.commit()
+    assert os.listdir(tmp_path) == ["bagafoo.car"]
+    assert theirs.stat().st_ino == inode
+
+
+def test_a_commit_replaces_a_final_file_of_the_wrong_size(tmp_path, log_lines):
+    (tmp_path / "bagafoo.car").write_bytes(b"ab")  # e.g. a partial copy made by hand
+    out = CarOutput(str(tmp_path), job_id=9)
+    out.write(b"abc")
+    out.finish("bagafoo")
+    out.commit()
+    assert os.listdir(tmp_path) == ["bagafoo.car"]
+    assert (tmp_path / "bagafoo.car").read_bytes() == b"abc"
+    assert any("replacing" in m and "bagafoo.car" in m for m in log_lines)
 
 
 def test_a_missing_output_directory_is_a_clear_output_error(tmp_path):
     with pytest.raises(OutputError, match="cannot create a CAR in output directory"):
         CarOutput(str(tmp_path / "missing"), job_id=1)
-
-
-def test_remove_unreferenced_keeps_a_file_a_car_row_uses(tmp_path):
-    (tmp_path / "p.car").write_bytes(b"x")
-    assert not remove_unreferenced(str(tmp_path), "p.car", lambda: True)
-    assert (tmp_path / "p.car").exists()
-    assert remove_unreferenced(str(tmp_path), "p.car", lambda: False)
-    assert not (tmp_path / "p.car").exists()
 
 
 def test_sweep_removes_only_old_pieceworks_temp_files(tmp_path):
