@@ -6,7 +6,14 @@ commP on its own thread; see `dataprep.piece.CarSink`).
 Memory holds one chunk, the links of the current range, and one small record per block
 (for car_blocks rows), never the data. Nothing the job writes to the database is visible
 before its completion: the rows are written by the outcome's `apply` (storage/packing.py,
-dataprep/dirtree.py).
+dataprep/dirtree.py), which also moves the CAR to its `<pieceCID>.car` name
+(dataprep/output.py).
+
+A source file that no longer matches its scan (size, mtime, or gone) is checked before
+each range is read. Changed before the read: the range is skipped with a warning (no CID,
+no directory entry, not counted), since a rescan records the new version as a new file
+row with its own pack job. Changed during the read: its bytes are already in the CAR, so
+the run fails with `FileModified`, a `TransientError`; the retry then skips the file.
 """
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ bytes already streamed cannot be taken back, so the run fails with `FileModified
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 
@@ -142,3 +143,54 @@ def test_a_file_changed_while_it_is_read_retries_the_job_and_the_next_run_skips_
     car = Car.get()
     assert car.num_of_files == 1
     assert os.listdir(outs[0]) == [car.storage_path]
+
+
+def test_the_worker_retries_a_pack_whose_file_changed_during_the_read_and_completes_it(
+        db_url, tmp_path):
+    from actors import registry  # noqa: PLC0415 (the pool is only needed here)
+    from actors.testing import PoolHarness, test_config  # noqa: PLC0415
+    from storage import catalog  # noqa: PLC0415
+    from storage.db import connect  # noqa: PLC0415
+    db = connect(db_url)
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    (src / "a.bin").write_bytes(os.urandom(3 << 20))
+    (src / "b.txt").write_bytes(b"small")
+    catalog.create_storage(db, "src", str(src))
+    catalog.create_storage(db, "out", str(out))
+    catalog.create_preparation(db, "p", ["src"], ["out"])
+    catalog.start_scan(db, "p")
+    handlers = dict(registry.resolve())
+    pack = handlers["pack"]
+    runs: list[int] = []
+
+    def pack_changing_the_file_during_the_first_run(job, ctx):
+        runs.append(job.id)
+        if len(runs) == 1:
+            changer = _ChangeOnFirstProgress(src / "a.bin", "grown")
+            report = ctx.progress
+
+            def progress(done: int, total: int) -> None:
+                changer(done, total)
+                report(done, total)
+
+            ctx = dataclasses.replace(ctx, progress=progress)
+        return pack(job, ctx)
+
+    handlers["pack"] = pack_changing_the_file_during_the_first_run
+    config = test_config(db_url, concurrency=1, min_interval=0.05, max_interval=0.2)
+    with PoolHarness(config, db=db, handlers=handlers) as pool:
+        assert pool.wait_for(lambda: _pack_states(db) == ["complete"], 30)
+    (job,) = Job.select().where(Job.type == JobType.PACK)
+    assert len(runs) == 2 and job.attempts == 2  # put back once, then done
+    assert File.get(File.path == "a.bin").cid is None
+    assert File.get(File.path == "b.txt").cid == _cid_of(b"small")
+    assert os.listdir(out) == [Car.get().storage_path]
+    db.close()
+
+
+def _pack_states(db) -> list[str]:
+    from storage.retry import with_retry  # noqa: PLC0415
+    return with_retry(lambda d: [j.state for j in Job.select(Job.state).where(
+        Job.type == JobType.PACK)], db)
