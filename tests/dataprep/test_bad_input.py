@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from dataprep.dirstate import DirectoryState
-from dataprep.errors import (FileModified, JobCancelled, NoContent, OutputError,
+from dataprep.errors import (JobCancelled, NoContent, OutputError,
                              SourceError)
 from storage.models import Car, CarBlock, Directory, File, FileRange, Job, JobType
 from tests.dataprep.conftest import (run_job, scan_and_pack, set_client_config,
