@@ -39,8 +39,8 @@ def _seed(url: str, jobs: int) -> None:
     db = connect(url)
     init_schema(db)
     with db.atomic():
-        storage = Storage.create(name="src", path="/tmp/src")
-        out = Storage.create(name="out", path="/tmp/out")
+        storage = Storage.create(name="src", path="/nonexistent/pieceworks/src")
+        out = Storage.create(name="out", path="/nonexistent/pieceworks/out")
         prep = Preparation.create(name="bench", max_size=1 << 30, piece_size=1 << 31)
         att = SourceAttachment.create(preparation=prep, storage=storage)
         OutputAttachment.create(preparation=prep, storage=out)

@@ -39,7 +39,7 @@ class Source:
     output_storage_ids: tuple[int, ...] = ()
 
 
-def make_storage(db: Database, *, name: str | None = None, path: str = "/tmp/source",
+def make_storage(db: Database, *, name: str | None = None, path: str = "/nonexistent/pieceworks/source",
                  type: str = "local") -> int:
     _bind(db)
     return Storage.create(name=name or f"storage-{next(_seq)}-{uuid.uuid4().hex[:6]}",
@@ -69,7 +69,7 @@ def make_output(db: Database, preparation_id: int, storage_id: int) -> int:
     return OutputAttachment.create(preparation=preparation_id, storage=storage_id).id
 
 
-def make_source(db: Database, *, source_path: str = "/tmp/source",
+def make_source(db: Database, *, source_path: str = "/nonexistent/pieceworks/source",
                 outputs: tuple[str, ...] = (), **prep_kwargs: object) -> Source:
     """A storage, a preparation, the attachment between them, its root dir, and outputs."""
     storage_id = make_storage(db, path=source_path)

@@ -16,7 +16,7 @@ from tests.factories import (make_car, make_car_block, make_directory, make_file
 
 def _full_preparation(db):
     """A preparation with one row of every kind hanging off it; returns the ids."""
-    src = make_source(db, outputs=("/tmp/out",))
+    src = make_source(db, outputs=("/nonexistent/pieceworks/out",))
     sub = make_directory(db, src.attachment_id, src.root_directory_id, name="sub")
     file_id = make_file(db, src.attachment_id, sub)
     job_id = make_job(db, src.attachment_id, "pack", state="complete")
