@@ -172,8 +172,12 @@ def _adopt(db: Database, worker_id: str) -> JobRow | None:
 
 
 def _claim_tx(db: Database, worker_id: str, types: Sequence[str], max_attempts: int,
-              now: dt.datetime, adopt: bool) -> JobRow | None:
-    """The claim's one transaction: the job, loaded without its ranges, or None."""
+              now: dt.datetime, adopt: bool) -> tuple[JobRow | None, bool]:
+    """The claim's one transaction: (the job or None, whether its ranges came with it).
+
+    PostgreSQL's claim statement brings a pack job's ranges along (possibly none); an
+    adopted job and SQLite's claim come without them.
+    """
     with db.atomic():
         # PostgreSQL: losing a claim in a server crash is harmless (the job is claimable
         # again, and the worker's later compare-and-set fails), so the claim's commit need
@@ -181,7 +185,7 @@ def _claim_tx(db: Database, worker_id: str, types: Sequence[str], max_attempts: 
         # with the first claim statement to save a round trip.
         prefix = "SET LOCAL synchronous_commit = off; " if db.is_postgres else ""
         if adopt and (mine := _adopt(db, worker_id)) is not None:
-            return mine
+            return mine, False
         for job_type in types:
             while True:
                 job = _claim_one(db, job_type, worker_id, max_attempts, now, prefix)
@@ -189,11 +193,11 @@ def _claim_tx(db: Database, worker_id: str, types: Sequence[str], max_attempts: 
                 if job is None:
                     break
                 if job.state != JobState.ERROR:
-                    return job
+                    return job, db.is_postgres
                 logger.bind(job_id=job.id, action="claim").warning(
                     "job {} quarantined after {} attempts that never finished",
                     job.id, job.attempts)
-    return None
+    return None, False
 
 
 def claim_job(db: Database, worker_id: str, types: Sequence[str] = CLAIM_ORDER, *,
@@ -207,12 +211,12 @@ def claim_job(db: Database, worker_id: str, types: Sequence[str] = CLAIM_ORDER, 
     now = now or utcnow()
     tries = itertools.count()
 
-    def once(db: Database) -> JobRow | None:
+    def once(db: Database) -> tuple[JobRow | None, bool]:
         return _claim_tx(db, worker_id, types, max_attempts, now, adopt=next(tries) > 0)
 
-    claimed = with_retry(once, db, what="claim_job")
-    if claimed is None or claimed.type != JobType.PACK or (db.is_postgres and claimed.ranges):
-        return claimed  # PostgreSQL's claim statement brought the ranges along
+    claimed, with_ranges = with_retry(once, db, what="claim_job")
+    if claimed is None or claimed.type != JobType.PACK or with_ranges:
+        return claimed
     # SQLite: the ranges are read after the commit (SPEC §3), keeping the write lock short.
     # They cannot change under us: only this job's worker writes them, and the job is ours.
     return dataclasses.replace(claimed, ranges=_ranges(db, claimed.id))

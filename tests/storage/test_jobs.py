@@ -276,7 +276,7 @@ def test_a_retried_claim_adopts_the_job_its_lost_first_attempt_committed(db):
     make_job(db, src.attachment_id, "scan")
     worker = make_worker(db)
     assert jobs.claim_job(db, worker, max_attempts=3).id == first    # the "lost" attempt
-    again = jobs._claim_tx(db, worker, ["scan"], 3, utcnow(), adopt=True)
+    again, _ = jobs._claim_tx(db, worker, ["scan"], 3, utcnow(), adopt=True)
     assert again is not None and again.id == first and again.attachment is not None
     assert Job.select().where(Job.state == "processing").count() == 1
 
@@ -302,3 +302,19 @@ def test_a_claim_whose_answer_was_lost_returns_the_same_pack_job_with_its_ranges
     assert calls == [False, True]
     assert job.id == job_id and [r.length for r in job.ranges] == [1, 2]
     assert Job.select().where(Job.state == "processing").count() == 1
+
+
+def test_a_pack_job_without_ranges_is_claimed_in_one_transaction_without_a_second_read(db):
+    # Regression: on PostgreSQL an empty range list from the claim statement was taken for
+    # "not loaded" and read again, one more round trip per claim.
+    from playhouse.test_utils import count_queries  # noqa: PLC0415
+
+    src = make_source(db)
+    make_job(db, src.attachment_id, "pack")
+    worker = make_worker(db)
+    with count_queries() as counter:
+        job = jobs.claim_job(db, worker, ["pack"], max_attempts=3)
+    assert job is not None and job.ranges == ()
+    reads_of_ranges = [q for q in counter.get_queries()
+                       if q.msg[0].startswith("SELECT") and "FROM file_ranges r JOIN" in q.msg[0]]
+    assert reads_of_ranges == [] if db.is_postgres else len(reads_of_ranges) == 1
