@@ -64,7 +64,9 @@ class Progress:
                  f"{human_size(done)} / {human_size(st.bytes)}" + (" (scanning)" if scanning else ""),
                  f"{rate / 1e6:.1f} MB/s", f"{st.pieces} pieces",
                  f"pack jobs {pack.get(JobState.COMPLETE, 0)}/{sum(pack.values())}"]
-        if not scanning and rate > 0 and st.bytes > done:
+        # An ETA from a sliver of the work (the first KiB of a long pack) is noise.
+        measured = (done - b0) * 100 >= st.bytes
+        if not scanning and rate > 0 and st.bytes > done and measured:
             parts.append(f"ETA {_clock(int((st.bytes - done) / rate))}")
         parts.append(f"elapsed {_clock(int(now - self.started))}")
         return "  ".join(parts)

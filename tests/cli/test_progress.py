@@ -46,6 +46,14 @@ def test_no_eta_while_the_scan_is_still_running():
     assert "(scanning)" in line and "ETA" not in line
 
 
+def test_no_eta_until_the_rate_was_measured_over_a_percent_of_the_work():
+    # Regression: 13.6 KiB of 784 MiB in the first 5 s gave "ETA 82:20:15".
+    progress = Progress(started=0.0)
+    progress.line(status(packed=0), now=0.0)
+    assert "ETA" not in progress.line(status(packed=13_926), now=5.0)
+    assert "ETA" in progress.line(status(packed=1_000_000), now=6.0)
+
+
 def test_the_final_line_gives_the_average_rate_of_the_whole_run():
     progress = Progress(started=0.0)
     line = progress.line(status(packed=100_000_000, pieces=4), now=20.0, final=True)
