@@ -17,7 +17,7 @@ from dataprep.context import JobContext, JobOutcome
 from dataprep.dirstate import DirectoryState
 from dataprep.errors import DagNotReady, DataprepError, JobCancelled
 from dataprep.output import CarOutput, choose_output
-from dataprep.piece import CarSink, finish_piece
+from dataprep.piece import CarSink, seal_piece
 from storage import dag, packing
 from storage.models import PieceType
 from storage.rows import JobRow
@@ -68,11 +68,7 @@ def daggen_handler(job: JobRow, ctx: JobContext) -> JobOutcome:
             if output is not None:
                 output.abort()
         else:
-            piece = finish_piece(sink, prep.min_piece_size, may_pad=True)
-            if output is not None:
-                if piece.zeros_to_write:
-                    output.write_zeros(piece.zeros_to_write)
-                storage_path = output.finish(piece.name)
+            piece, storage_path = seal_piece(sink, prep.min_piece_size, may_pad=True)
     except BaseException:
         sink.close()
         if output is not None:

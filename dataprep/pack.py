@@ -30,7 +30,7 @@ from dataprep.dirtree import update_directories
 from dataprep.errors import (DataprepError, FileModified, JobCancelled, NoContent,
                              SourceError)
 from dataprep.output import CarOutput, choose_output
-from dataprep.piece import CarSink, finish_piece
+from dataprep.piece import CarSink, seal_piece
 from dataprep.source import LocalSource, source_for
 from dataprep.unixfs import assemble_file, build_file_dag
 from storage import dag, packing
@@ -287,13 +287,8 @@ def pack_handler(job: JobRow, ctx: JobContext) -> JobOutcome:
                             f"{_paths(packer.skipped)}")
         min_piece = prep.min_piece_size or (1 << 20)
         total_len = sum(r.length for r in job.ranges)
-        piece = finish_piece(sink, prep.min_piece_size,
-                             may_pad=output is None or total_len < min_piece / 2)
-        storage_path = ""
-        if output is not None:
-            if piece.zeros_to_write:
-                output.write_zeros(piece.zeros_to_write)
-            storage_path = output.finish(piece.name)
+        piece, storage_path = seal_piece(sink, prep.min_piece_size,
+                                         may_pad=output is None or total_len < min_piece / 2)
     except BaseException:
         sink.close()
         if output is not None:

@@ -142,3 +142,14 @@ def finish_piece(sink: CarSink, min_piece_size: int, *, may_pad: bool) -> Piece:
         else:
             padding = target - car_len
     return Piece(piece_cid, piece_size, file_size, padding, zeros)
+
+
+def seal_piece(sink: CarSink, min_piece_size: int, *, may_pad: bool) -> tuple[Piece, str]:
+    """`finish_piece`, then the output file padded with its zeros and closed under the
+    piece's name; returns the piece and that name ("" when the CAR is inline only)."""
+    piece = finish_piece(sink, min_piece_size, may_pad=may_pad)
+    if sink.output is None:
+        return piece, ""
+    if piece.zeros_to_write:
+        sink.output.write_zeros(piece.zeros_to_write)
+    return piece, sink.output.finish(piece.name)
