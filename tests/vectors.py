@@ -17,6 +17,7 @@ pieceworks code.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from functools import lru_cache
@@ -24,6 +25,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+
+from dataprep.car import CarWriter
+from dataprep.cid import EMPTY_FILE_CID
+from dataprep.unixfs import leaf, range_root
 
 SHARED_VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "vectors.json"
 VECTORS_COPY = Path(__file__).resolve().parent / "data" / "vectors.json"
@@ -66,3 +71,23 @@ def car_vector(source_name: str) -> dict[str, Any]:
         if item["source"].endswith(f"/{source_name}.bin"):
             return item
     raise KeyError(source_name)
+
+
+def single_file_car(seed: str, size: int) -> tuple[bytes, int]:
+    """The CAR of one generated input in the pack layout (SPEC §7.2–7.3): 1 MiB raw leaves,
+    then the parent nodes, header root = first block; returns (bytes, block count).
+
+    Built from the CAR and UnixFS primitives, to compare with the reference CARs."""
+    out = io.BytesIO()
+    writer = CarWriter(out)
+    links = []
+    for chunk in stream(seed, size):
+        cid, length = leaf(chunk)
+        writer.write_block(cid, chunk)
+        links.append((cid, length))
+    if not links:
+        writer.write_block(EMPTY_FILE_CID, b"")
+        links.append((EMPTY_FILE_CID, 0))
+    for cid, data in range_root(links).blocks:
+        writer.write_block(cid, data)
+    return out.getvalue(), writer.block_count

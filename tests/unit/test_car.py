@@ -16,8 +16,7 @@ from dataprep.car import (
     read_car_roots,
 )
 from dataprep.cid import EMPTY_FILE_CID, cid_to_str, dag_pb_cid, raw_cid
-from dataprep.unixfs import leaf, range_root
-from tests.vectors import car_vector, stream
+from tests.vectors import car_vector, single_file_car
 
 HEADER_HELLO = (
     "3aa265726f6f747381d82a582500015512202cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1f"
@@ -109,28 +108,11 @@ def test_reader_rejects_truncated_cars() -> None:
         list(read_car(out.getvalue()[:30]))
 
 
-def _single_file_car(seed: str, size: int) -> tuple[bytes, int]:
-    """A single-file CAR in the pack layout: leaves, then parents, root = first block."""
-    out = io.BytesIO()
-    writer = CarWriter(out)
-    links = []
-    for chunk in stream(seed, size):
-        cid, length = leaf(chunk)
-        writer.write_block(cid, chunk)
-        links.append((cid, length))
-    if not links:
-        writer.write_block(EMPTY_FILE_CID, b"")
-        links.append((EMPTY_FILE_CID, 0))
-    for cid, data in range_root(links).blocks:
-        writer.write_block(cid, data)
-    return out.getvalue(), writer.block_count
-
-
 @pytest.mark.parametrize("name", ["size-0", "size-1048577", "size-5242883"])
 def test_single_file_cars_match_the_reference_bytes(name: str) -> None:
     vec = car_vector(name)
     size = int(name.split("-")[1])
-    car, count = _single_file_car(name, size)
+    car, count = single_file_car(name, size)
     assert len(car) == vec["size"]
     assert hashlib.sha256(car).hexdigest() == vec["sha256"]
     assert count == vec["blockCount"]
@@ -149,7 +131,7 @@ def test_single_file_cars_match_the_reference_bytes(name: str) -> None:
      (10 << 20, 10486756), ((10 << 20) + 1, 10486840)],
 )
 def test_single_file_car_lengths_match_the_go_assembler_test(size: int, expected: int) -> None:
-    car, _ = _single_file_car(f"len-{size}", size)
+    car, _ = single_file_car(f"len-{size}", size)
     assert len(car) == expected
 
 

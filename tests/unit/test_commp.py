@@ -8,7 +8,6 @@ so these tests never silently run the fallback alone.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import random
 import subprocess
@@ -23,10 +22,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dataprep import commp
-from dataprep.car import CarWriter
 from dataprep.cid import EMPTY_FILE_CID, raw_cid
-from dataprep.unixfs import leaf, range_root
-from tests.vectors import car_vector, content, stream, vectors
+from tests.vectors import car_vector, content, single_file_car, stream, vectors
 
 REPO = Path(__file__).resolve().parents[2]
 MiB = 1 << 20
@@ -134,27 +131,10 @@ def test_short_payloads_zero_padded_to_one_quad_match_the_npm_libraries(make, na
     _check_piece(*_digest(make, data + bytes(127 - len(data))), vec)
 
 
-def _single_file_car(seed: str, size: int) -> bytes:
-    """CAR of one generated file in the SPEC §7.2–7.3 layout (same as helper B's test_car)."""
-    out = io.BytesIO()
-    writer = CarWriter(out)
-    links = []
-    for chunk in stream(seed, size):
-        cid, length = leaf(chunk)
-        writer.write_block(cid, chunk)
-        links.append((cid, length))
-    if not links:
-        writer.write_block(EMPTY_FILE_CID, b"")
-        links.append((EMPTY_FILE_CID, 0))
-    for cid, data in range_root(links).blocks:
-        writer.write_block(cid, data)
-    return out.getvalue()
-
-
 @pytest.mark.parametrize("name", ["size-0", "size-1048577", "size-5242883"])
 def test_reference_cars_give_their_piece_cids(make, name) -> None:  # type: ignore[no-untyped-def]
     vec = car_vector(name)
-    car = _single_file_car(name, int(name.split("-")[1]))
+    car, _ = single_file_car(name, int(name.split("-")[1]))
     assert hashlib.sha256(car).hexdigest() == vec["sha256"]  # the input is the reference CAR
     _check_piece(*_digest(make, car), vec)
 
