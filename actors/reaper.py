@@ -56,8 +56,12 @@ class Reaper(SupervisedActor):
         self.holding = False
 
     def start_actor(self) -> None:
-        self.ticker = Ticker(self.actor_ref, self.cfg.interval, self.generation, immediate=True,
-                             name=f"{self.name}-ticker").start()
+        # The first cycle runs here, before the inbox is read: a tick from the ticker thread
+        # could arrive after the stop of an exit-on-complete pool that had nothing to do,
+        # and the orphans it should have reaped would stay.
+        self.run_once()
+        self.ticker = Ticker(self.actor_ref, self.cfg.interval, self.generation,
+                             immediate=False, name=f"{self.name}-ticker").start()
 
     def stop_actor(self) -> None:
         if self.ticker is not None:
