@@ -62,7 +62,7 @@ def test_sigusr1_dumps_stacks_and_sigterm_releases_the_long_job_within_10s(db_ur
                         config={"concurrency": 2, "shutdown_timeout": 10.0})
     try:
         assert wait_for(lambda: _markers(tmp_path, job), 20), (tmp_path / "run.log").read_text()
-        assert worker_count(db) == 2
+        assert wait_for(lambda: worker_count(db) == 2, 10)  # the second may still register
         proc.send_signal(signal.SIGUSR1)  # dumps every thread's stack and goes on
         assert wait_for(lambda: "thread MainThread (daemon=False)" in
                         (tmp_path / "run.log").read_text(), 10)
@@ -74,6 +74,7 @@ def test_sigusr1_dumps_stacks_and_sigterm_releases_the_long_job_within_10s(db_ur
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait(10)  # reaped, or the ResourceWarning fails a later test
     assert code == 143
     assert elapsed < 10
     assert states(db, [job]) == {job: "ready"}
@@ -98,6 +99,7 @@ def test_second_sigterm_exits_at_once(db_url, tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait(10)  # reaped, or the ResourceWarning fails a later test
     assert code == 143
     assert elapsed < 2.0
 
@@ -139,4 +141,5 @@ def test_a_restarted_runner_takes_back_at_once_the_jobs_of_a_killed_runner_of_th
     finally:
         if again.poll() is None:
             again.kill()
+            again.wait(10)
     assert states(db, [job]) == {job: "complete"}
